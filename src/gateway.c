@@ -1,0 +1,687 @@
+/*
+ * The gateway's core: client requests against the store and the queue,
+ * group commit, and the one function through which every message changes
+ * state. Writes of one loop pass share a transaction; the commit runs from
+ * an event of the lowest priority, so it comes after every other event of
+ * the pass, and only then are the writers answered.
+ */
+#include <sys/queue.h>
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "control.h"
+#include "gateway.h"
+#include "log.h"
+#include "protocol.h"
+#include "queue.h"
+#include "store.h"
+#include "util.h"
+
+/* The commit event's priority: the lowest of the base's three. */
+#define GATEWAY_COMMIT_PRIORITY	2
+/* Finished messages pruned per pass, so that one pass stays short. */
+#define GATEWAY_PRUNE_BATCH	500
+#define GATEWAY_PRUNE_IDLE_S	60
+
+enum gateway_waiting {
+	WAITING_SEND,		/* a new message */
+	WAITING_DUPLICATE,	/* a send whose ref was known */
+	WAITING_CANCEL
+};
+
+/* A request whose answer waits for the commit. */
+struct gateway_wait {
+	TAILQ_ENTRY(gateway_wait)	 entry;
+	enum gateway_waiting		 kind;
+	struct control_slot		*slot;
+	struct protocol_request		*rq;
+	int64_t				 id;
+	enum message_state		 state;
+	struct queue_item		 item;
+};
+
+TAILQ_HEAD(gateway_waits, gateway_wait);
+
+struct gateway {
+	struct event_base	*base;
+	const struct config	*cfg;
+	struct store		*store;
+	struct queue		*queue;
+	struct event		*commit;
+	struct event		*prune;
+	struct protocol_reply	*reply;
+	struct gateway_waits	 waits;
+	struct gateway_dispatcher dispatcher;
+	int64_t			 counts[MESSAGE_STATE_MAX];
+	int64_t			 started;
+	int			 commit_pending;
+	int			 shutting_down;
+	uint64_t		 commits;
+	uint64_t		 commit_failures;
+};
+
+static const unsigned gateway_moves[MESSAGE_STATE_MAX] = {
+	[MESSAGE_QUEUED] = 1u << MESSAGE_SENDING | 1u << MESSAGE_CANCELLED |
+	    1u << MESSAGE_EXPIRED | 1u << MESSAGE_FAILED,
+	[MESSAGE_SENDING] = 1u << MESSAGE_QUEUED | 1u << MESSAGE_SENT |
+	    1u << MESSAGE_FAILED | 1u << MESSAGE_EXPIRED,
+	[MESSAGE_SENT] = 1u << MESSAGE_DELIVERED | 1u << MESSAGE_UNDELIVERED,
+};
+
+static void
+gateway_reply(struct gateway *gw, struct control_slot *slot)
+{
+	const char *line;
+	size_t len;
+
+	line = protocol_reply_line(gw->reply, &len);
+	control_reply(slot, line, len);
+}
+
+static void
+gateway_error(struct gateway *gw, struct control_slot *slot,
+    const struct protocol_request *rq, const char *code, const char *message)
+{
+	const char *line;
+	size_t len;
+
+	line = protocol_reply_error(gw->reply, rq, code, message, &len);
+	control_reply(slot, line, len);
+}
+
+static void
+gateway_request_free(struct protocol_request *rq)
+{
+	protocol_request_clear(rq);
+	free(rq);
+}
+
+void
+gateway_want_commit(struct gateway *gw)
+{
+	if (gw->commit_pending)
+		return;
+	gw->commit_pending = 1;
+	event_active(gw->commit, EV_TIMEOUT, 0);
+}
+
+int
+gateway_transition(struct gateway *gw, struct store_message *m,
+    enum message_state to)
+{
+	enum message_state from = m->state;
+
+	if (from >= MESSAGE_STATE_MAX || !(gateway_moves[from] & 1u << to)) {
+		log_err("gateway bad-transition id=%016" PRIx64 " from=%s to=%s",
+		    (uint64_t)m->id, message_state_name(from),
+		    message_state_name(to));
+		return -1;
+	}
+	m->state = to;
+	m->updated = util_now_ms();
+	if (store_update(gw->store, m) == -1) {
+		log_err("store update-failed id=%016" PRIx64 " error=%s",
+		    (uint64_t)m->id, store_error(gw->store));
+		m->state = from;
+		return -1;
+	}
+	gw->counts[from]--;
+	gw->counts[to]++;
+	gateway_want_commit(gw);
+	return 0;
+}
+
+static void
+gateway_wait(struct gateway *gw, enum gateway_waiting kind,
+    struct control_slot *slot, struct protocol_request *rq, int64_t id,
+    enum message_state state)
+{
+	struct gateway_wait *w;
+
+	if ((w = calloc(1, sizeof(*w))) == NULL) {
+		gateway_error(gw, slot, rq, "storage_error", "out of memory");
+		gateway_request_free(rq);
+		return;
+	}
+	w->kind = kind;
+	w->slot = slot;
+	w->rq = rq;
+	w->id = id;
+	w->state = state;
+	TAILQ_INSERT_TAIL(&gw->waits, w, entry);
+	gateway_want_commit(gw);
+}
+
+static void
+gateway_send(struct gateway *gw, struct control_slot *slot,
+    struct protocol_request *rq)
+{
+	const struct config *cfg = gw->cfg;
+	struct store_message m;
+	struct gateway_wait *w;
+	int64_t now, valid_for;
+	int found;
+
+	if (gw->shutting_down) {
+		gateway_error(gw, slot, rq, "shutting_down",
+		    "the daemon is stopping; try again later");
+		gateway_request_free(rq);
+		return;
+	}
+
+	memset(&m, 0, sizeof(m));
+	if (rq->ref[0] != '\0') {
+		found = store_get_ref(gw->store, rq->ref, &m);
+		if (found == 1) {
+			store_clear(&m);
+			gateway_wait(gw, WAITING_DUPLICATE, slot, rq, m.id,
+			    m.state);
+			return;
+		}
+		if (found == -1)
+			goto fail;
+	}
+	if (gw->counts[MESSAGE_QUEUED] + gw->counts[MESSAGE_SENDING] >=
+	    cfg->storage.max_queued) {
+		gateway_error(gw, slot, rq, "queue_full",
+		    "the queue is full; try again later");
+		gateway_request_free(rq);
+		return;
+	}
+
+	now = util_now_ms();
+	valid_for = rq->valid_for > 0 ? rq->valid_for : cfg->retry.validity;
+	memcpy(m.to, rq->to, sizeof(m.to));
+	memcpy(m.sender, rq->from, sizeof(m.sender));
+	memcpy(m.ref, rq->ref, sizeof(m.ref));
+	m.text = rq->text;
+	m.text_len = rq->text_len;
+	m.segments = rq->segments;
+	m.encoding = rq->encoding;
+	m.priority = rq->priority;
+	m.created = m.updated = now;
+	m.valid_until = now + valid_for * 1000;
+	m.state = MESSAGE_QUEUED;
+	if (store_insert(gw->store, &m) == -1)
+		goto fail;
+
+	gw->counts[MESSAGE_QUEUED]++;
+	gateway_wait(gw, WAITING_SEND, slot, rq, m.id, MESSAGE_QUEUED);
+	if ((w = TAILQ_LAST(&gw->waits, gateway_waits)) != NULL &&
+	    w->rq == rq) {
+		w->item.id = m.id;
+		w->item.priority = (int8_t)m.priority;
+		w->item.valid_until = m.valid_until;
+	}
+	return;
+
+fail:
+	log_err("store insert-failed error=%s", store_error(gw->store));
+	gateway_error(gw, slot, rq, "storage_error",
+	    "the message could not be stored; it was not accepted");
+	gateway_request_free(rq);
+
+	/* The transaction may be gone: the whole pass fails with it. */
+	if (!store_in_transaction(gw->store))
+		gateway_want_commit(gw);
+}
+
+static void
+gateway_status(struct gateway *gw, struct control_slot *slot,
+    struct protocol_request *rq)
+{
+	struct store_message m;
+	char id[PROTOCOL_ID_LEN + 1], when[32];
+	int found;
+
+	if (rq->has_id)
+		found = rq->id > 0 ? store_get(gw->store, rq->id, &m) : 0;
+	else
+		found = store_get_ref(gw->store, rq->ref, &m);
+	if (found == -1) {
+		gateway_error(gw, slot, rq, "storage_error",
+		    "the store could not be read");
+		gateway_request_free(rq);
+		return;
+	}
+	if (found == 0) {
+		gateway_error(gw, slot, rq, "not_found", "no such message");
+		gateway_request_free(rq);
+		return;
+	}
+
+	protocol_reply_begin(gw->reply, rq, 1);
+	protocol_id_format(m.id, id);
+	protocol_reply_string(gw->reply, "id", id);
+	if (m.ref[0] != '\0')
+		protocol_reply_string(gw->reply, "ref", m.ref);
+	protocol_reply_string(gw->reply, "to", m.to);
+	if (m.sender[0] != '\0')
+		protocol_reply_string(gw->reply, "from", m.sender);
+	protocol_reply_string(gw->reply, "state", message_state_name(m.state));
+	protocol_reply_string(gw->reply, "priority",
+	    m.priority ? "high" : "normal");
+	protocol_reply_int(gw->reply, "segments", m.segments);
+	protocol_reply_string(gw->reply, "encoding",
+	    message_encoding_name(m.encoding));
+	protocol_reply_int(gw->reply, "attempts", m.attempts);
+	if (m.upstream_id[0] != '\0')
+		protocol_reply_string(gw->reply, "upstream_id", m.upstream_id);
+	if (m.has_last_code)
+		protocol_reply_int(gw->reply, "last_code", m.last_code);
+	if (m.reason[0] != '\0')
+		protocol_reply_string(gw->reply, "reason", m.reason);
+	util_iso8601(m.created, when, sizeof(when));
+	protocol_reply_string(gw->reply, "created", when);
+	util_iso8601(m.updated, when, sizeof(when));
+	protocol_reply_string(gw->reply, "updated", when);
+	util_iso8601(m.valid_until, when, sizeof(when));
+	protocol_reply_string(gw->reply, "valid_until", when);
+	gateway_reply(gw, slot);
+	store_clear(&m);
+	gateway_request_free(rq);
+}
+
+static void
+gateway_cancel(struct gateway *gw, struct control_slot *slot,
+    struct protocol_request *rq)
+{
+	struct store_message m;
+	int found;
+
+	if (rq->has_id)
+		found = rq->id > 0 ? store_get(gw->store, rq->id, &m) : 0;
+	else
+		found = store_get_ref(gw->store, rq->ref, &m);
+	if (found != 1) {
+		if (found == 0)
+			gateway_error(gw, slot, rq, "not_found",
+			    "no such message");
+		else
+			gateway_error(gw, slot, rq, "storage_error",
+			    "the store could not be read");
+		gateway_request_free(rq);
+		return;
+	}
+	store_clear(&m);
+
+	if (m.state == MESSAGE_CANCELLED) {
+		gateway_wait(gw, WAITING_CANCEL, slot, rq, m.id, m.state);
+		return;
+	}
+	if (m.state != MESSAGE_QUEUED) {
+		gateway_error(gw, slot, rq, "not_cancellable",
+		    m.state == MESSAGE_SENDING || m.state == MESSAGE_SENT ?
+		    "the message was already handed to the upstream" :
+		    "the message is already finished");
+		gateway_request_free(rq);
+		return;
+	}
+
+	/* The queue's item for it is skipped when it comes up. */
+	if (gateway_transition(gw, &m, MESSAGE_CANCELLED) == -1) {
+		gateway_error(gw, slot, rq, "storage_error",
+		    "the cancellation could not be stored");
+		gateway_request_free(rq);
+		return;
+	}
+	gateway_wait(gw, WAITING_CANCEL, slot, rq, m.id, MESSAGE_CANCELLED);
+}
+
+static void
+gateway_stats(struct gateway *gw, struct control_slot *slot,
+    struct protocol_request *rq)
+{
+	struct protocol_reply *r = gw->reply;
+	int i;
+
+	protocol_reply_begin(r, rq, 1);
+	protocol_reply_open(r, "messages");
+	for (i = 0; i < MESSAGE_STATE_MAX; i++)
+		protocol_reply_int(r, message_state_name(i), gw->counts[i]);
+	protocol_reply_close(r);
+	protocol_reply_open(r, "queue");
+	protocol_reply_int(r, "high", (int64_t)queue_ready_priority(gw->queue,
+	    1));
+	protocol_reply_int(r, "normal", (int64_t)queue_ready_priority(gw->queue,
+	    0));
+	protocol_reply_int(r, "deferred", (int64_t)queue_deferred(gw->queue));
+	protocol_reply_close(r);
+	if (gw->dispatcher.stats != NULL)
+		gw->dispatcher.stats(gw->dispatcher.arg, r);
+	protocol_reply_int(r, "commits", (int64_t)gw->commits);
+	protocol_reply_int(r, "commit_failures", (int64_t)gw->commit_failures);
+	protocol_reply_int(r, "uptime",
+	    (util_mono_ms() - gw->started) / 1000);
+	gateway_reply(gw, slot);
+	gateway_request_free(rq);
+}
+
+void
+gateway_request(void *arg, struct control_slot *slot,
+    struct protocol_request *rq)
+{
+	struct gateway *gw = arg;
+
+	switch (rq->op) {
+	case PROTOCOL_SEND:
+		gateway_send(gw, slot, rq);
+		return;
+	case PROTOCOL_STATUS:
+		gateway_status(gw, slot, rq);
+		return;
+	case PROTOCOL_CANCEL:
+		gateway_cancel(gw, slot, rq);
+		return;
+	case PROTOCOL_STATS:
+		gateway_stats(gw, slot, rq);
+		return;
+	case PROTOCOL_PING:
+		protocol_reply_begin(gw->reply, rq, 1);
+		gateway_reply(gw, slot);
+		gateway_request_free(rq);
+		return;
+	}
+}
+
+static void
+gateway_answer(struct gateway *gw, struct gateway_wait *w)
+{
+	struct protocol_request *rq = w->rq;
+	char id[PROTOCOL_ID_LEN + 1], to[LOG_NUMBER_MAX], ref[80];
+
+	protocol_id_format(w->id, id);
+	protocol_reply_begin(gw->reply, rq, 1);
+	protocol_reply_string(gw->reply, "id", id);
+	switch (w->kind) {
+	case WAITING_SEND:
+		protocol_reply_string(gw->reply, "state", "queued");
+		protocol_reply_int(gw->reply, "segments", rq->segments);
+		protocol_reply_string(gw->reply, "encoding",
+		    message_encoding_name(rq->encoding));
+		log_info("msg accepted id=%s to=%s segments=%d encoding=%s "
+		    "priority=%s ref=%s", id,
+		    log_number(rq->to, to, sizeof(to)), rq->segments,
+		    message_encoding_name(rq->encoding),
+		    rq->priority ? "high" : "normal",
+		    rq->ref[0] ? log_escape(rq->ref, strlen(rq->ref), ref,
+		    sizeof(ref)) : "-");
+		break;
+	case WAITING_DUPLICATE:
+		protocol_reply_string(gw->reply, "state",
+		    message_state_name(w->state));
+		protocol_reply_bool(gw->reply, "duplicate", 1);
+		log_info("msg duplicate id=%s ref=%s", id,
+		    log_escape(rq->ref, strlen(rq->ref), ref, sizeof(ref)));
+		break;
+	case WAITING_CANCEL:
+		protocol_reply_string(gw->reply, "state", "cancelled");
+		log_info("msg cancelled id=%s", id);
+		break;
+	}
+	gateway_reply(gw, w->slot);
+}
+
+/* Undoes a waiting request's effect on the counts after a failed commit. */
+static void
+gateway_undo(struct gateway *gw, struct gateway_wait *w)
+{
+	switch (w->kind) {
+	case WAITING_SEND:
+		gw->counts[MESSAGE_QUEUED]--;
+		break;
+	case WAITING_CANCEL:
+		if (w->state == MESSAGE_CANCELLED) {
+			gw->counts[MESSAGE_CANCELLED]--;
+			gw->counts[MESSAGE_QUEUED]++;
+		}
+		break;
+	case WAITING_DUPLICATE:
+		break;
+	}
+	gateway_error(gw, w->slot, w->rq, "storage_error",
+	    "the message could not be stored; it was not accepted");
+}
+
+static void
+gateway_commitcb(evutil_socket_t fd, short what, void *arg)
+{
+	struct gateway *gw = arg;
+	struct gateway_wait *w;
+	int ok, kicked = 0;
+
+	(void)fd;
+	(void)what;
+	gw->commit_pending = 0;
+
+	ok = store_in_transaction(gw->store) ? store_commit(gw->store) == 0 :
+	    TAILQ_EMPTY(&gw->waits) || 0;
+	if (!ok && store_in_transaction(gw->store))
+		store_rollback(gw->store);
+	if (ok)
+		gw->commits++;
+	else {
+		gw->commit_failures++;
+		log_err("store commit-failed error=%s waiting=%s",
+		    store_error(gw->store),
+		    TAILQ_EMPTY(&gw->waits) ? "no" : "yes");
+	}
+
+	while ((w = TAILQ_FIRST(&gw->waits)) != NULL) {
+		TAILQ_REMOVE(&gw->waits, w, entry);
+		if (!ok)
+			gateway_undo(gw, w);
+		else {
+			if (w->kind == WAITING_SEND) {
+				if (queue_push(gw->queue, &w->item) == -1)
+					log_crit("queue push-failed "
+					    "id=%016" PRIx64 " reason=no-memory",
+					    (uint64_t)w->id);
+				kicked = 1;
+			}
+			gateway_answer(gw, w);
+		}
+		gateway_request_free(w->rq);
+		free(w);
+	}
+
+	if (gw->dispatcher.committed != NULL)
+		gw->dispatcher.committed(gw->dispatcher.arg, ok);
+	if (kicked && gw->dispatcher.kick != NULL)
+		gw->dispatcher.kick(gw->dispatcher.arg);
+}
+
+int
+gateway_flush(struct gateway *gw)
+{
+	if (!gw->commit_pending && !store_in_transaction(gw->store))
+		return 0;
+	event_del(gw->commit);
+	gateway_commitcb(-1, 0, gw);
+	return gw->commit_failures > 0 && store_in_transaction(gw->store) ?
+	    -1 : 0;
+}
+
+static void
+gateway_prunecb(evutil_socket_t fd, short what, void *arg)
+{
+	struct gateway *gw = arg;
+	struct timeval tv = { GATEWAY_PRUNE_IDLE_S, 0 };
+	int64_t before;
+	int n;
+
+	(void)fd;
+	(void)what;
+	before = util_now_ms() - (int64_t)gw->cfg->storage.retention * 1000;
+	n = store_prune(gw->store, before, GATEWAY_PRUNE_BATCH);
+	if (n == -1)
+		log_err("store prune-failed error=%s", store_error(gw->store));
+	else if (n > 0) {
+		log_info("store pruned messages=%d", n);
+		gateway_want_commit(gw);
+		/* More may be left: come back soon, in another small pass. */
+		if (n == GATEWAY_PRUNE_BATCH) {
+			tv.tv_sec = 0;
+			tv.tv_usec = 100 * 1000;
+		}
+	}
+	evtimer_add(gw->prune, &tv);
+}
+
+struct gateway *
+gateway_new(struct event_base *base, const struct config *cfg,
+    struct store *st, char *err, size_t errlen)
+{
+	struct gateway *gw;
+	struct timeval tv = { 1, 0 };
+
+	if ((gw = calloc(1, sizeof(*gw))) == NULL)
+		goto nomem;
+	gw->base = base;
+	gw->cfg = cfg;
+	gw->store = st;
+	gw->started = util_mono_ms();
+	TAILQ_INIT(&gw->waits);
+	if ((gw->queue = queue_new()) == NULL ||
+	    (gw->reply = protocol_reply_new()) == NULL ||
+	    (gw->commit = event_new(base, -1, 0, gateway_commitcb, gw)) ==
+	    NULL || (gw->prune = evtimer_new(base, gateway_prunecb, gw)) ==
+	    NULL)
+		goto nomem;
+	event_priority_set(gw->commit, GATEWAY_COMMIT_PRIORITY);
+	evtimer_add(gw->prune, &tv);
+
+	if (store_count(st, gw->counts) == -1) {
+		snprintf(err, errlen, "cannot count messages: %s",
+		    store_error(st));
+		gateway_free(gw);
+		return NULL;
+	}
+	return gw;
+
+nomem:
+	snprintf(err, errlen, "out of memory");
+	gateway_free(gw);
+	return NULL;
+}
+
+void
+gateway_free(struct gateway *gw)
+{
+	struct gateway_wait *w;
+
+	if (gw == NULL)
+		return;
+	while ((w = TAILQ_FIRST(&gw->waits)) != NULL) {
+		TAILQ_REMOVE(&gw->waits, w, entry);
+		gateway_request_free(w->rq);
+		free(w);
+	}
+	if (gw->commit != NULL)
+		event_free(gw->commit);
+	if (gw->prune != NULL)
+		event_free(gw->prune);
+	protocol_reply_free(gw->reply);
+	queue_free(gw->queue);
+	free(gw);
+}
+
+void
+gateway_configure(struct gateway *gw, const struct config *cfg)
+{
+	gw->cfg = cfg;
+}
+
+void
+gateway_set_dispatcher(struct gateway *gw, const struct gateway_dispatcher *d)
+{
+	gw->dispatcher = *d;
+}
+
+static int
+gateway_load_one(void *arg, const struct store_pending *p)
+{
+	struct gateway *gw = arg;
+	struct store_message m;
+	struct queue_item item;
+	char id[PROTOCOL_ID_LEN + 1];
+
+	if (p->state == MESSAGE_SENDING) {
+		protocol_id_format(p->id, id);
+		if (!gw->cfg->upstream.resend_ambiguous) {
+			if (store_get(gw->store, p->id, &m) != 1)
+				return -1;
+			store_clear(&m);
+			snprintf(m.reason, sizeof(m.reason), "ambiguous");
+			if (gateway_transition(gw, &m, MESSAGE_FAILED) == -1)
+				return -1;
+			log_warn("msg failed id=%s reason=ambiguous "
+			    "attempts=%d", id, m.attempts);
+			return 0;
+		}
+		log_warn("msg ambiguous id=%s attempts=%d action=resend", id,
+		    p->attempts);
+	}
+
+	memset(&item, 0, sizeof(item));
+	item.id = p->id;
+	item.priority = (int8_t)p->priority;
+	item.attempts = p->attempts;
+	item.valid_until = p->valid_until;
+	item.due = p->next_attempt;
+	if (p->next_attempt > util_now_ms())
+		return queue_defer(gw->queue, &item);
+	return queue_push(gw->queue, &item);
+}
+
+int
+gateway_load(struct gateway *gw)
+{
+	int64_t started = util_mono_ms();
+
+	if (store_load(gw->store, gateway_load_one, gw) == -1)
+		return -1;
+
+	/*
+	 * A message that was sending stays so in the store until it is
+	 * picked again; count it as queued, which is what it is now.
+	 */
+	gw->counts[MESSAGE_QUEUED] += gw->counts[MESSAGE_SENDING];
+	gw->counts[MESSAGE_SENDING] = 0;
+	log_info("store loaded queued=%" PRId64 " deferred=%zu ms=%" PRId64,
+	    gw->counts[MESSAGE_QUEUED], queue_deferred(gw->queue),
+	    util_mono_ms() - started);
+	if (store_in_transaction(gw->store) && store_commit(gw->store) == -1)
+		return -1;
+	return 0;
+}
+
+void
+gateway_shutdown(struct gateway *gw)
+{
+	gw->shutting_down = 1;
+}
+
+struct store *
+gateway_store(struct gateway *gw)
+{
+	return gw->store;
+}
+
+struct queue *
+gateway_queue(struct gateway *gw)
+{
+	return gw->queue;
+}
+
+const int64_t *
+gateway_counts(const struct gateway *gw)
+{
+	return gw->counts;
+}
