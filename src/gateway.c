@@ -43,6 +43,7 @@ struct gateway_wait {
 	struct protocol_request		*rq;
 	int64_t				 id;
 	enum message_state		 state;
+	int				 changed;	/* wrote something */
 	struct queue_item		 item;
 };
 
@@ -61,6 +62,7 @@ struct gateway {
 	int64_t			 counts[MESSAGE_STATE_MAX];
 	int64_t			 started;
 	int			 commit_pending;
+	int			 batch_lost;	/* the store undid this pass */
 	int			 shutting_down;
 	uint64_t		 commits;
 	uint64_t		 commit_failures;
@@ -140,7 +142,7 @@ gateway_transition(struct gateway *gw, struct store_message *m,
 static void
 gateway_wait(struct gateway *gw, enum gateway_waiting kind,
     struct control_slot *slot, struct protocol_request *rq, int64_t id,
-    enum message_state state)
+    enum message_state state, int changed)
 {
 	struct gateway_wait *w;
 
@@ -154,6 +156,7 @@ gateway_wait(struct gateway *gw, enum gateway_waiting kind,
 	w->rq = rq;
 	w->id = id;
 	w->state = state;
+	w->changed = changed;
 	TAILQ_INSERT_TAIL(&gw->waits, w, entry);
 	gateway_want_commit(gw);
 }
@@ -181,7 +184,7 @@ gateway_send(struct gateway *gw, struct control_slot *slot,
 		if (found == 1) {
 			store_clear(&m);
 			gateway_wait(gw, WAITING_DUPLICATE, slot, rq, m.id,
-			    m.state);
+			    m.state, 0);
 			return;
 		}
 		if (found == -1)
@@ -212,7 +215,7 @@ gateway_send(struct gateway *gw, struct control_slot *slot,
 		goto fail;
 
 	gw->counts[MESSAGE_QUEUED]++;
-	gateway_wait(gw, WAITING_SEND, slot, rq, m.id, MESSAGE_QUEUED);
+	gateway_wait(gw, WAITING_SEND, slot, rq, m.id, MESSAGE_QUEUED, 1);
 	if ((w = TAILQ_LAST(&gw->waits, gateway_waits)) != NULL &&
 	    w->rq == rq) {
 		w->item.id = m.id;
@@ -228,8 +231,10 @@ fail:
 	gateway_request_free(rq);
 
 	/* The transaction may be gone: the whole pass fails with it. */
-	if (!store_in_transaction(gw->store))
+	if (!store_in_transaction(gw->store)) {
+		gw->batch_lost = 1;
 		gateway_want_commit(gw);
+	}
 }
 
 static void
@@ -311,8 +316,9 @@ gateway_cancel(struct gateway *gw, struct control_slot *slot,
 	}
 	store_clear(&m);
 
+	/* Answered after the commit: the first cancel may be in it. */
 	if (m.state == MESSAGE_CANCELLED) {
-		gateway_wait(gw, WAITING_CANCEL, slot, rq, m.id, m.state);
+		gateway_wait(gw, WAITING_CANCEL, slot, rq, m.id, m.state, 0);
 		return;
 	}
 	if (m.state != MESSAGE_QUEUED) {
@@ -331,7 +337,7 @@ gateway_cancel(struct gateway *gw, struct control_slot *slot,
 		gateway_request_free(rq);
 		return;
 	}
-	gateway_wait(gw, WAITING_CANCEL, slot, rq, m.id, MESSAGE_CANCELLED);
+	gateway_wait(gw, WAITING_CANCEL, slot, rq, m.id, MESSAGE_CANCELLED, 1);
 }
 
 static void
@@ -432,18 +438,11 @@ gateway_answer(struct gateway *gw, struct gateway_wait *w)
 static void
 gateway_undo(struct gateway *gw, struct gateway_wait *w)
 {
-	switch (w->kind) {
-	case WAITING_SEND:
+	if (w->changed && w->kind == WAITING_SEND)
 		gw->counts[MESSAGE_QUEUED]--;
-		break;
-	case WAITING_CANCEL:
-		if (w->state == MESSAGE_CANCELLED) {
-			gw->counts[MESSAGE_CANCELLED]--;
-			gw->counts[MESSAGE_QUEUED]++;
-		}
-		break;
-	case WAITING_DUPLICATE:
-		break;
+	if (w->changed && w->kind == WAITING_CANCEL) {
+		gw->counts[MESSAGE_CANCELLED]--;
+		gw->counts[MESSAGE_QUEUED]++;
 	}
 	gateway_error(gw, w->slot, w->rq, "storage_error",
 	    "the message could not be stored; it was not accepted");
@@ -460,10 +459,14 @@ gateway_commitcb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	gw->commit_pending = 0;
 
-	ok = store_in_transaction(gw->store) ? store_commit(gw->store) == 0 :
-	    TAILQ_EMPTY(&gw->waits) || 0;
-	if (!ok && store_in_transaction(gw->store))
-		store_rollback(gw->store);
+	ok = !gw->batch_lost;
+	if (store_in_transaction(gw->store)) {
+		if (ok)
+			ok = store_commit(gw->store) == 0;
+		else
+			store_rollback(gw->store);
+	}
+	gw->batch_lost = 0;
 	if (ok)
 		gw->commits++;
 	else {
@@ -612,21 +615,24 @@ gateway_load_one(void *arg, const struct store_pending *p)
 	struct queue_item item;
 	char id[PROTOCOL_ID_LEN + 1];
 
+	/* Its request may or may not have reached the upstream. */
 	if (p->state == MESSAGE_SENDING) {
 		protocol_id_format(p->id, id);
+		if (store_get(gw->store, p->id, &m) != 1)
+			return -1;
+		store_clear(&m);
 		if (!gw->cfg->upstream.resend_ambiguous) {
-			if (store_get(gw->store, p->id, &m) != 1)
-				return -1;
-			store_clear(&m);
 			snprintf(m.reason, sizeof(m.reason), "ambiguous");
 			if (gateway_transition(gw, &m, MESSAGE_FAILED) == -1)
 				return -1;
-			log_warn("msg failed id=%s reason=ambiguous "
-			    "attempts=%d", id, m.attempts);
+			log_warn("msg failed id=%s attempts=%d reason=ambiguous",
+			    id, m.attempts);
 			return 0;
 		}
+		if (gateway_transition(gw, &m, MESSAGE_QUEUED) == -1)
+			return -1;
 		log_warn("msg ambiguous id=%s attempts=%d action=resend", id,
-		    p->attempts);
+		    m.attempts);
 	}
 
 	memset(&item, 0, sizeof(item));
@@ -647,18 +653,13 @@ gateway_load(struct gateway *gw)
 
 	if (store_load(gw->store, gateway_load_one, gw) == -1)
 		return -1;
-
-	/*
-	 * A message that was sending stays so in the store until it is
-	 * picked again; count it as queued, which is what it is now.
-	 */
-	gw->counts[MESSAGE_QUEUED] += gw->counts[MESSAGE_SENDING];
-	gw->counts[MESSAGE_SENDING] = 0;
+	if (store_in_transaction(gw->store) && store_commit(gw->store) == -1)
+		return -1;
+	gw->commit_pending = 0;
+	event_del(gw->commit);
 	log_info("store loaded queued=%" PRId64 " deferred=%zu ms=%" PRId64,
 	    gw->counts[MESSAGE_QUEUED], queue_deferred(gw->queue),
 	    util_mono_ms() - started);
-	if (store_in_transaction(gw->store) && store_commit(gw->store) == -1)
-		return -1;
 	return 0;
 }
 

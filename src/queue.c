@@ -69,17 +69,11 @@ queue_heap_push(struct queue_heap *h, const struct queue_item *item)
 }
 
 static void
-queue_heap_pop(struct queue_heap *h, struct queue_item *out)
+queue_heap_down(struct queue_heap *h, size_t i)
 {
 	struct queue_item tmp;
-	size_t i, child;
+	size_t child;
 
-	*out = h->items[0];
-	if (out->priority > 0)
-		h->high--;
-	h->items[0] = h->items[--h->len];
-
-	i = 0;
 	for (;;) {
 		child = 2 * i + 1;
 		if (child >= h->len)
@@ -94,6 +88,40 @@ queue_heap_pop(struct queue_heap *h, struct queue_item *out)
 		h->items[child] = tmp;
 		i = child;
 	}
+}
+
+static void
+queue_heap_pop(struct queue_heap *h, struct queue_item *out)
+{
+	*out = h->items[0];
+	if (out->priority > 0)
+		h->high--;
+	h->items[0] = h->items[--h->len];
+	queue_heap_down(h, 0);
+}
+
+/* Removes the items whose validity ended, then restores the heap order. */
+static size_t
+queue_heap_expire(struct queue_heap *h, int64_t now,
+    void (*cb)(void *, const struct queue_item *), void *arg)
+{
+	size_t i, kept = 0, n;
+
+	for (i = 0; i < h->len; i++) {
+		if (h->items[i].valid_until > now) {
+			h->items[kept++] = h->items[i];
+			continue;
+		}
+		if (h->items[i].priority > 0)
+			h->high--;
+		cb(arg, &h->items[i]);
+	}
+	n = h->len - kept;
+	h->len = kept;
+	if (n > 0)
+		for (i = h->len / 2; i-- > 0;)
+			queue_heap_down(h, i);
+	return n;
 }
 
 struct queue *
@@ -159,6 +187,14 @@ queue_promote(struct queue *q, int64_t now)
 		n++;
 	}
 	return n;
+}
+
+size_t
+queue_expire(struct queue *q, int64_t now,
+    void (*cb)(void *arg, const struct queue_item *), void *arg)
+{
+	return queue_heap_expire(&q->ready, now, cb, arg) +
+	    queue_heap_expire(&q->deferred, now, cb, arg);
 }
 
 int64_t

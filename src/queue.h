@@ -30,6 +30,12 @@ int		 queue_pop(struct queue *, struct queue_item *);
 int		 queue_defer(struct queue *, const struct queue_item *);
 /* Moves every deferred item due at NOW or before to the ready heap. */
 size_t		 queue_promote(struct queue *, int64_t now);
+/*
+ * Takes every item whose validity ended at NOW or before out of both
+ * heaps, calling CB for each. Returns how many it took.
+ */
+size_t		 queue_expire(struct queue *, int64_t now,
+		    void (*cb)(void *arg, const struct queue_item *), void *arg);
 /* When the next deferred item falls due, or -1 when there is none. */
 int64_t		 queue_next_due(const struct queue *);
 

@@ -120,6 +120,45 @@ START_TEST(many_items_come_out_in_order)
 }
 END_TEST
 
+static void
+collect(void *arg, const struct queue_item *it)
+{
+	int64_t *sum = arg;
+
+	*sum += it->id;
+}
+
+START_TEST(expired_items_leave_both_heaps_and_order_holds)
+{
+	struct queue *q = queue_new();
+	struct queue_item it;
+	int64_t id, sum = 0, last = 0;
+
+	for (id = 1; id <= 1000; id++) {
+		it = item(id, (int)(id % 3 == 0), 0);
+		it.valid_until = id % 2 ? 100 : 10000;
+		if (id % 5 == 0) {
+			it.due = 50000;
+			queue_defer(q, &it);
+		} else
+			queue_push(q, &it);
+	}
+	/* The odd ids end at 100: 500 of them, summing to 250000. */
+	ck_assert_int_eq(queue_expire(q, 100, collect, &sum), 500);
+	ck_assert_int_eq(sum, 250000);
+	ck_assert_int_eq(queue_ready(q) + queue_deferred(q), 500);
+	ck_assert_int_eq(queue_ready_priority(q, 1) + queue_ready_priority(q, 0),
+	    queue_ready(q));
+	while (queue_pop(q, &it) && it.priority == 1) {
+		ck_assert_int_gt(it.id, last);
+		ck_assert_int_eq(it.id % 2, 0);
+		last = it.id;
+	}
+	ck_assert_int_eq(queue_expire(q, 100, collect, &sum), 0);
+	queue_free(q);
+}
+END_TEST
+
 static Suite *
 queue_suite(void)
 {
@@ -131,6 +170,7 @@ queue_suite(void)
 	tcase_add_test(tc, deferred_items_wait_until_due);
 	tcase_add_test(tc, a_waiting_retry_does_not_block_the_rest);
 	tcase_add_test(tc, many_items_come_out_in_order);
+	tcase_add_test(tc, expired_items_leave_both_heaps_and_order_holds);
 	suite_add_tcase(s, tc);
 	return s;
 }
