@@ -105,6 +105,8 @@ static const struct config_key config_keys[] = {
 	INT("upstream.timeout", upstream.timeout, 1, 600, 30),
 	INT("upstream.connect_timeout", upstream.connect_timeout, 1, 600, 10),
 	BOOL("upstream.resend_ambiguous", upstream.resend_ambiguous, 1),
+	INT("upstream.shutdown_timeout", upstream.shutdown_timeout, 0, 600,
+	    10),
 
 	INT("retry.max_attempts", retry.max_attempts, 1, 1000, 10),
 	INT("retry.base_ms", retry.base_ms, 1, 3600000, 1000),

@@ -36,6 +36,7 @@ struct config {
 		int	 timeout;		/* seconds, whole request */
 		int	 connect_timeout;	/* seconds */
 		int	 resend_ambiguous;	/* boolean */
+		int	 shutdown_timeout;	/* seconds in-flight may take */
 	} upstream;
 
 	struct {

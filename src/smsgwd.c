@@ -14,15 +14,19 @@
 
 #include "config.h"
 #include "control.h"
+#include "dispatch.h"
 #include "gateway.h"
 #include "log.h"
 #include "protocol.h"
 #include "store.h"
+#include "util.h"
 
 #ifndef SMSGW_SYSCONFDIR
 #define SMSGW_SYSCONFDIR	"/etc"
 #endif
 #define SMSGWD_CONFIG		SMSGW_SYSCONFDIR "/smsgwd/smsgwd.conf"
+/* How often shutdown looks whether the requests in flight are done. */
+#define SMSGWD_DRAIN_POLL_MS	20
 
 struct smsgwd {
 	struct event_base	*base;
@@ -30,6 +34,9 @@ struct smsgwd {
 	struct store		*store;
 	struct gateway		*gateway;
 	struct control		*control;
+	struct dispatch		*dispatch;
+	struct event		*drain;
+	int64_t			 drain_deadline;
 	struct event		*sigterm;
 	struct event		*sigint;
 	struct event		*sighup;
@@ -55,6 +62,26 @@ smsgwd_limits(const struct config *cfg)
 	return l;
 }
 
+/* Lets the requests in flight finish, within the configured bound. */
+static void
+smsgwd_draincb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smsgwd *d = arg;
+	struct timeval tv = { 0, SMSGWD_DRAIN_POLL_MS * 1000 };
+	size_t inflight = dispatch_inflight(d->dispatch);
+
+	(void)fd;
+	(void)what;
+	if (inflight == 0 || util_mono_ms() >= d->drain_deadline) {
+		if (inflight > 0)
+			log_warn("smsgwd drain-timeout inflight=%zu "
+			    "action=left-sending-ambiguous", inflight);
+		event_base_loopexit(d->base, NULL);
+		return;
+	}
+	evtimer_add(d->drain, &tv);
+}
+
 static void
 smsgwd_stop(struct smsgwd *d, int signo)
 {
@@ -64,10 +91,14 @@ smsgwd_stop(struct smsgwd *d, int signo)
 		return;
 	}
 	d->stopping = 1;
-	log_notice("smsgwd stopping signal=%d", signo);
+	log_notice("smsgwd stopping signal=%d inflight=%zu", signo,
+	    dispatch_inflight(d->dispatch));
 	control_stop(d->control);
 	gateway_shutdown(d->gateway);
-	event_base_loopexit(d->base, NULL);
+	dispatch_stop(d->dispatch);
+	d->drain_deadline = util_mono_ms() +
+	    (int64_t)d->cfg->upstream.shutdown_timeout * 1000;
+	smsgwd_draincb(-1, 0, d);
 }
 
 static void
@@ -120,10 +151,20 @@ static int
 smsgwd_start(struct smsgwd *d)
 {
 	struct protocol_limits limits = smsgwd_limits(d->cfg);
+	struct event_config *ec;
 	char err[256];
 
-	if ((d->base = event_base_new()) == NULL ||
-	    event_base_priority_init(d->base, 3) == -1) {
+	/*
+	 * The coarse clock libevent uses by default is a few milliseconds
+	 * off: too much for throttle pauses shorter than the upstream's
+	 * latency.
+	 */
+	if ((ec = event_config_new()) == NULL)
+		return -1;
+	event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER);
+	d->base = event_base_new_with_config(ec);
+	event_config_free(ec);
+	if (d->base == NULL || event_base_priority_init(d->base, 3) == -1) {
 		log_crit("smsgwd start-failed reason=event-base");
 		return -1;
 	}
@@ -145,6 +186,16 @@ smsgwd_start(struct smsgwd *d)
 	if ((d->control = control_new(d->base, d->cfg, &limits, -1,
 	    gateway_request, d->gateway, err, sizeof(err))) == NULL) {
 		log_crit("control start-failed error=%s", err);
+		return -1;
+	}
+
+	if ((d->dispatch = dispatch_new(d->base, d->cfg, d->gateway, err,
+	    sizeof(err))) == NULL) {
+		log_crit("dispatch start-failed error=%s", err);
+		return -1;
+	}
+	if ((d->drain = evtimer_new(d->base, smsgwd_draincb, d)) == NULL) {
+		log_crit("smsgwd start-failed reason=no-memory");
 		return -1;
 	}
 
@@ -174,6 +225,11 @@ smsgwd_finish(struct smsgwd *d)
 		event_free(d->sigint);
 	if (d->sighup != NULL)
 		event_free(d->sighup);
+	if (d->drain != NULL)
+		event_free(d->drain);
+	dispatch_free(d->dispatch);
+	if (d->gateway != NULL && gateway_flush(d->gateway) == -1)
+		rc = -1;
 	control_free(d->control);
 	gateway_free(d->gateway);
 	store_close(d->store);
