@@ -12,11 +12,13 @@
  *
  * Port 0 (the default) picks a free port; once listening, fakeup writes the
  * port to --port-file (atomically, by rename) and prints
- * "fakeup listening port=N tls=0|1" on stdout. SIGTERM or SIGINT exits 0.
+ * "fakeup listening port=N tls=0|1" on stdout. SIGTERM or SIGINT exits 0;
+ * a bad command line exits 2, a failure to start 1.
  *
- * The API, on any path other than /_control/..., parameters in the query
- * string; every answer is HTTP 200, Content-Type text/html, a JSON
- * envelope {"status":S,"message":"...","details":...}. Checks, in order:
+ * The API answers on any path but /_control/..., parameters in the query
+ * string; every answer (faults aside) is HTTP 200, Content-Type text/html,
+ * a JSON envelope {"status":S,"message":"...","details":...}. Checks, in
+ * order:
  *   no action -1; unknown action -2; missing username or password -4
  *   (details names it); wrong credentials -8; a queued fault (message_send
  *   only, see below); the per-user limit: when the user already has
@@ -42,11 +44,12 @@
  * The control interface, no authentication, answers JSON:
  *   /_control/set?limit=&latency_ms=&jitter_ms=&balance=&throttle_code=
  *     &dlr_delay_ms=&dlr_codes=   any subset, all or nothing -> {"ok":true}
+ *   A bad control request gets 400 (404: unknown) {"ok":false,"error":..}.
  *   /_control/fault?kind=K[&count=N][&retry_after=S][&code=C][&stall_ms=M]
  *     [&accept=1]   the next N (default 1) message_send requests that pass
  *     authentication get fault K; faults queue in order; kind=clear drops
  *     the queue. accept=1 also accepts the message behind the fault.
- *     internal  status -16          code     status C
+ *     internal  status -16          code     status C (default -16)
  *     http500, http503, http429     that HTTP status, an HTML body, and
  *                                   Retry-After: S when retry_after given
  *     close     close the connection without an answer
@@ -54,12 +57,14 @@
  *     stall     no answer for stall_ms (default 60000), then the normal
  *               answer (the message is accepted)
  *     html      200 with an HTML page    empty      200, empty body
- *     truncated 200, {"status":1,"mess   huge       200, a 10 MB body
+ *     truncated 200, {"status":1,"mess   huge       200, a 10 MB "Sent"
+ *                                                   envelope
  *     wrongtypes 200, {"status":"abc","message":5,"details":[1]}
- *   /_control/stats     counters: requests, message_send, accepted,
- *     throttled, inflight, max_inflight, balance_queries, faults_served,
- *     distinct, duplicates (accepted messages whose (to, text) pair was
- *     accepted before), dlr_sent, dlr_failed
+ *   /_control/stats     requests (API requests), message_send (those
+ *     naming that action), accepted, throttled, inflight, max_inflight
+ *     (peak of inflight), balance_queries, faults_served, distinct,
+ *     duplicates (accepted messages whose (to, text) pair was accepted
+ *     before), dlr_sent, dlr_failed (delivery reports), balance
  *   /_control/messages  one JSON object per line per accepted message,
  *     {"id","to","from" (null when absent),"text"}, in acceptance order
  *   /_control/reset-stats  zeroes the counters (inflight is a gauge and
@@ -76,6 +81,7 @@
 #include <arpa/inet.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -147,7 +153,7 @@ struct fakeup_user {
 
 struct fakeup_message {
 	const char		*to;
-	const char		*from;	/* NULL when the request had none */
+	const char		*from;	/* NULL: none given */
 	const char		*text;
 	char			 id[FAKEUP_ID_SIZE];
 	char			 data[];
@@ -245,7 +251,8 @@ struct fakeup {
 	const char		*tls_cert;
 	const char		*tls_key;
 	const char		*accept_path;
-	FILE			*accept_log;
+	int			 accept_fd;
+	struct evbuffer		*accept_buf;
 	long long		 idle_timeout;
 	int			 dlr_on;
 	struct fakeup_knobs	 k;
@@ -374,36 +381,47 @@ fakeup_knob_set(struct fakeup_knobs *k, const char *key, const char *value)
 	return -2;
 }
 
+/* Decodes len bytes of a query component; "+" is a space. */
+static char *
+fakeup_decode(const char *s, size_t len)
+{
+	char *raw, *out;
+
+	if ((raw = strndup(s, len)) == NULL)
+		return NULL;
+	out = evhttp_uridecode(raw, 1, NULL);
+	free(raw);
+	return out;
+}
+
 /*
- * Splits a query string into decoded pairs ("+" is a space), leniently as
- * the PHP behind the real API does: a name without "=" has an empty value.
+ * Splits a query string into decoded pairs. It is lenient, as common web
+ * servers are: a name without "=" gets an empty value, empty pairs are
+ * skipped, and nothing is rejected.
  */
 static void
 fakeup_query_parse(struct fakeup_query *q, const char *query)
 {
 	const char *p, *end, *eq;
-	char *raw;
+	struct fakeup_kv *kv;
+	size_t skip;
 
 	q->n = 0;
-	for (p = query; p != NULL && *p != '\0' &&
-	    q->n < FAKEUP_MAX_PARAMS; p = *end != '\0' ? end + 1 : end) {
+	for (p = query; p != NULL && *p != '\0' && q->n < FAKEUP_MAX_PARAMS;
+	    p = end + (*end != '\0')) {
 		end = p + strcspn(p, "&");
 		if (end == p)
 			continue;
-		eq = memchr(p, '=', (size_t)(end - p));
-		if ((raw = strndup(p, (size_t)((eq != NULL ? eq : end) - p))) ==
-		    NULL)
-			break;
-		q->kv[q->n].key = evhttp_uridecode(raw, 1, NULL);
-		free(raw);
-		raw = eq != NULL ? strndup(eq + 1, (size_t)(end - eq - 1)) :
-		    strdup("");
-		q->kv[q->n].value = raw != NULL ? evhttp_uridecode(raw, 1,
-		    NULL) : NULL;
-		free(raw);
-		if (q->kv[q->n].key == NULL || q->kv[q->n].value == NULL) {
-			free(q->kv[q->n].key);
-			free(q->kv[q->n].value);
+		if ((eq = memchr(p, '=', (size_t)(end - p))) == NULL)
+			eq = end;
+		skip = eq < end;
+
+		kv = &q->kv[q->n];
+		kv->key = fakeup_decode(p, (size_t)(eq - p));
+		kv->value = fakeup_decode(eq + skip, (size_t)(end - eq) - skip);
+		if (kv->key == NULL || kv->value == NULL) {
+			free(kv->key);
+			free(kv->value);
 			break;
 		}
 		q->n++;
@@ -685,39 +703,51 @@ fakeup_make_id(char *buf)
 	    fu.id_prefix[3] & 0xffff, (uint64_t)(n & 0xffffffffffffULL));
 }
 
-/* Writes one accept-log field with \, TAB and LF escaped. */
+/* Appends one accept-log field with backslash, TAB and LF escaped. */
 static void
-fakeup_log_field(FILE *f, const char *s)
+fakeup_log_field(struct evbuffer *b, const char *s)
 {
-	for (; *s != '\0'; s++) {
+	const char *run;
+
+	while (*s != '\0') {
+		run = s;
+		s += strcspn(s, "\\\t\n");
+		evbuffer_add(b, run, (size_t)(s - run));
 		if (*s == '\\')
-			fputs("\\\\", f);
+			evbuffer_add(b, "\\\\", 2);
 		else if (*s == '\t')
-			fputs("\\t", f);
+			evbuffer_add(b, "\\t", 2);
 		else if (*s == '\n')
-			fputs("\\n", f);
+			evbuffer_add(b, "\\n", 2);
 		else
-			putc(*s, f);
+			break;
+		s++;
 	}
 }
 
+/* One write(2) per line keeps the log whole for readers, and fast. */
 static void
 fakeup_log_accept(const struct fakeup_message *m)
 {
-	FILE *f = fu.accept_log;
+	struct evbuffer *b = fu.accept_buf;
 
-	if (f == NULL)
+	if (fu.accept_fd < 0)
 		return;
 
-	fakeup_log_field(f, m->id);
-	putc('\t', f);
-	fakeup_log_field(f, m->to);
-	putc('\t', f);
-	fakeup_log_field(f, m->from != NULL ? m->from : "");
-	putc('\t', f);
-	fakeup_log_field(f, m->text);
-	putc('\n', f);
-	fflush(f);
+	fakeup_log_field(b, m->id);
+	evbuffer_add(b, "\t", 1);
+	fakeup_log_field(b, m->to);
+	evbuffer_add(b, "\t", 1);
+	fakeup_log_field(b, m->from != NULL ? m->from : "");
+	evbuffer_add(b, "\t", 1);
+	fakeup_log_field(b, m->text);
+	evbuffer_add(b, "\n", 1);
+	while (evbuffer_get_length(b) > 0)
+		if (evbuffer_write(b, fu.accept_fd) < 0 && errno != EINTR) {
+			fprintf(stderr, "fakeup: accept-log write failed: %s\n",
+			    strerror(errno));
+			evbuffer_drain(b, evbuffer_get_length(b));
+		}
 }
 
 /* Stores an accepted message; NULL when memory ran out. */
@@ -749,16 +779,19 @@ fakeup_accept(const char *to, const char *from, const char *text)
 	m->text = memcpy(p, text, ltext);
 	fakeup_make_id(m->id);
 
-	if (fakeup_table_find(&fu.bypair, fakeup_hash(to, text),
-	    fakeup_match_pair, to, text) != NULL)
-		fu.st.duplicates++;
-	else if (fakeup_table_put(&fu.bypair, fakeup_hash(to, text),
-	    (uint32_t)fu.nmessages + 1) == 0)
-		fu.st.distinct++;
 	if (fakeup_table_put(&fu.byid, fakeup_hash(m->id, NULL),
 	    (uint32_t)fu.nmessages + 1) != 0) {
 		free(m);
 		return NULL;
+	}
+	if (fakeup_table_find(&fu.bypair, fakeup_hash(to, text),
+	    fakeup_match_pair, to, text) != NULL) {
+		fu.st.duplicates++;
+	} else {
+		/* Without room to remember it, a later copy goes uncounted. */
+		fakeup_table_put(&fu.bypair, fakeup_hash(to, text),
+		    (uint32_t)fu.nmessages + 1);
+		fu.st.distinct++;
 	}
 
 	fu.messages[fu.nmessages++] = m;
@@ -1713,8 +1746,9 @@ fakeup_setup(void)
 	fu.id_prefix[2] = 0x4000 | ((uint32_t)util_random() & 0x0fff);
 	fu.id_prefix[3] = 0x8000 | ((uint32_t)util_random() & 0x3fff);
 
-	if (fu.accept_path != NULL &&
-	    (fu.accept_log = fopen(fu.accept_path, "a")) == NULL) {
+	if (fu.accept_path != NULL && ((fu.accept_buf = evbuffer_new()) ==
+	    NULL || (fu.accept_fd = open(fu.accept_path, O_WRONLY | O_CREAT |
+	    O_APPEND | O_CLOEXEC, 0644)) < 0)) {
 		fprintf(stderr, "fakeup: cannot open %s: %s\n",
 		    fu.accept_path, strerror(errno));
 		return -1;
@@ -1800,8 +1834,10 @@ fakeup_teardown(void)
 		free(fu.users[i].pass);
 	}
 	free(fu.users);
-	if (fu.accept_log != NULL)
-		fclose(fu.accept_log);
+	if (fu.accept_fd >= 0)
+		close(fu.accept_fd);
+	if (fu.accept_buf != NULL)
+		evbuffer_free(fu.accept_buf);
 }
 
 /* Parses "user:pass[,user2:pass2...]". */
@@ -1848,39 +1884,50 @@ fail:
 	return -1;
 }
 
+enum fakeup_opt {
+	FAKEUP_OPT_LISTEN = 256,
+	FAKEUP_OPT_PORT,
+	FAKEUP_OPT_PORT_FILE,
+	FAKEUP_OPT_TLS_CERT,
+	FAKEUP_OPT_TLS_KEY,
+	FAKEUP_OPT_USERS,
+	FAKEUP_OPT_ACCEPT_LOG,
+	FAKEUP_OPT_NO_DLR,
+	FAKEUP_OPT_IDLE,
+	FAKEUP_OPT_HELP,
+	FAKEUP_OPT_KNOB	/* named like its /_control/set key */
+};
+
+static const struct option fakeup_opts[] = {
+	{ "listen", required_argument, NULL, FAKEUP_OPT_LISTEN },
+	{ "port", required_argument, NULL, FAKEUP_OPT_PORT },
+	{ "port-file", required_argument, NULL, FAKEUP_OPT_PORT_FILE },
+	{ "tls-cert", required_argument, NULL, FAKEUP_OPT_TLS_CERT },
+	{ "tls-key", required_argument, NULL, FAKEUP_OPT_TLS_KEY },
+	{ "users", required_argument, NULL, FAKEUP_OPT_USERS },
+	{ "accept-log", required_argument, NULL, FAKEUP_OPT_ACCEPT_LOG },
+	{ "no-dlr", no_argument, NULL, FAKEUP_OPT_NO_DLR },
+	{ "idle-timeout", required_argument, NULL, FAKEUP_OPT_IDLE },
+	{ "help", no_argument, NULL, FAKEUP_OPT_HELP },
+	{ "limit", required_argument, NULL, FAKEUP_OPT_KNOB },
+	{ "throttle-code", required_argument, NULL, FAKEUP_OPT_KNOB },
+	{ "latency-ms", required_argument, NULL, FAKEUP_OPT_KNOB },
+	{ "jitter-ms", required_argument, NULL, FAKEUP_OPT_KNOB },
+	{ "balance", required_argument, NULL, FAKEUP_OPT_KNOB },
+	{ "dlr-delay-ms", required_argument, NULL, FAKEUP_OPT_KNOB },
+	{ "dlr-codes", required_argument, NULL, FAKEUP_OPT_KNOB },
+	{ NULL, 0, NULL, 0 }
+};
+
 /* Parses the command line; 1 means --help was asked for. */
 static int
 fakeup_options(int argc, char **argv)
 {
-	enum {
-		OPT_LISTEN = 256, OPT_PORT, OPT_PORT_FILE, OPT_TLS_CERT,
-		OPT_TLS_KEY, OPT_USERS, OPT_ACCEPT_LOG, OPT_NO_DLR,
-		OPT_IDLE, OPT_HELP, OPT_KNOB
-	};
-	static const struct option opts[] = {
-		{ "listen", required_argument, NULL, OPT_LISTEN },
-		{ "port", required_argument, NULL, OPT_PORT },
-		{ "port-file", required_argument, NULL, OPT_PORT_FILE },
-		{ "tls-cert", required_argument, NULL, OPT_TLS_CERT },
-		{ "tls-key", required_argument, NULL, OPT_TLS_KEY },
-		{ "users", required_argument, NULL, OPT_USERS },
-		{ "accept-log", required_argument, NULL, OPT_ACCEPT_LOG },
-		{ "no-dlr", no_argument, NULL, OPT_NO_DLR },
-		{ "idle-timeout", required_argument, NULL, OPT_IDLE },
-		{ "help", no_argument, NULL, OPT_HELP },
-		{ "limit", required_argument, NULL, OPT_KNOB },
-		{ "throttle-code", required_argument, NULL, OPT_KNOB },
-		{ "latency-ms", required_argument, NULL, OPT_KNOB },
-		{ "jitter-ms", required_argument, NULL, OPT_KNOB },
-		{ "balance", required_argument, NULL, OPT_KNOB },
-		{ "dlr-delay-ms", required_argument, NULL, OPT_KNOB },
-		{ "dlr-codes", required_argument, NULL, OPT_KNOB },
-		{ NULL, 0, NULL, 0 }
-	};
 	char key[32], *c;
 	int ch, idx;
 
 	fu.listen = "127.0.0.1";
+	fu.accept_fd = -1;
 	fu.idle_timeout = 300;
 	fu.dlr_on = 1;
 	fu.k.throttle_code = -4096;
@@ -1891,44 +1938,44 @@ fakeup_options(int argc, char **argv)
 	if (fakeup_parse_users("demo:demo") != 0)
 		return -1;
 
-	while ((ch = getopt_long(argc, argv, "", opts, &idx)) != -1) {
+	while ((ch = getopt_long(argc, argv, "", fakeup_opts, &idx)) != -1) {
 		switch (ch) {
-		case OPT_LISTEN:
+		case FAKEUP_OPT_LISTEN:
 			fu.listen = optarg;
 			break;
-		case OPT_PORT:
+		case FAKEUP_OPT_PORT:
 			if (fakeup_parse_ll(optarg, 0, 65535, &fu.port) != 0)
 				goto bad;
 			break;
-		case OPT_PORT_FILE:
+		case FAKEUP_OPT_PORT_FILE:
 			fu.port_file = optarg;
 			break;
-		case OPT_TLS_CERT:
+		case FAKEUP_OPT_TLS_CERT:
 			fu.tls_cert = optarg;
 			break;
-		case OPT_TLS_KEY:
+		case FAKEUP_OPT_TLS_KEY:
 			fu.tls_key = optarg;
 			break;
-		case OPT_USERS:
+		case FAKEUP_OPT_USERS:
 			if (fakeup_parse_users(optarg) != 0)
 				goto bad;
 			break;
-		case OPT_ACCEPT_LOG:
+		case FAKEUP_OPT_ACCEPT_LOG:
 			fu.accept_path = optarg;
 			break;
-		case OPT_NO_DLR:
+		case FAKEUP_OPT_NO_DLR:
 			fu.dlr_on = 0;
 			break;
-		case OPT_IDLE:
+		case FAKEUP_OPT_IDLE:
 			if (fakeup_parse_ll(optarg, 1, 86400,
 			    &fu.idle_timeout) != 0)
 				goto bad;
 			break;
-		case OPT_HELP:
+		case FAKEUP_OPT_HELP:
 			fputs(fakeup_usage, stdout);
 			return 1;
-		case OPT_KNOB:
-			snprintf(key, sizeof(key), "%s", opts[idx].name);
+		case FAKEUP_OPT_KNOB:
+			snprintf(key, sizeof(key), "%s", fakeup_opts[idx].name);
 			for (c = key; *c != '\0'; c++)
 				if (*c == '-')
 					*c = '_';
@@ -1948,8 +1995,8 @@ fakeup_options(int argc, char **argv)
 	return 0;
 
 bad:
-	fprintf(stderr, "fakeup: bad value for --%s: %s\n", opts[idx].name,
-	    optarg);
+	fprintf(stderr, "fakeup: bad value for --%s: %s\n",
+	    fakeup_opts[idx].name, optarg);
 	return -1;
 }
 
