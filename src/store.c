@@ -53,6 +53,19 @@ static const char *const store_migrations[] = {
 	" WHERE state IN (0, 1);"
 	"CREATE INDEX messages_finished ON messages (updated)"
 	" WHERE state NOT IN (0, 1);",
+
+	/* 2: delivery reports, and inbound messages. */
+	"ALTER TABLE messages ADD COLUMN report_code INTEGER;"
+	"ALTER TABLE messages ADD COLUMN report_at INTEGER NOT NULL DEFAULT 0;"
+	"CREATE TABLE inbox ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" received INTEGER NOT NULL,"
+	" sender TEXT NOT NULL,"
+	" recipient TEXT NOT NULL,"
+	" charset TEXT NOT NULL,"
+	" code TEXT NOT NULL,"
+	" text BLOB NOT NULL);"
+	"CREATE INDEX inbox_received ON inbox (received);",
 };
 
 #define STORE_VERSION \
@@ -61,7 +74,7 @@ static const char *const store_migrations[] = {
 #define STORE_COLUMNS \
 	"id, state, priority, attempts, next_attempt, valid_until, created," \
 	" updated, segments, encoding, last_code, recipient, sender, ref," \
-	" upstream_id, reason, text"
+	" upstream_id, reason, text, report_code, report_at"
 
 enum store_stmt {
 	STORE_BEGIN,
@@ -72,9 +85,13 @@ enum store_stmt {
 	STORE_GET_REF,
 	STORE_FIND_REF,
 	STORE_UPDATE,
+	STORE_REPORT,
 	STORE_LOAD,
 	STORE_COUNT,
 	STORE_PRUNE,
+	STORE_INBOX_INSERT,
+	STORE_INBOX_LIST,
+	STORE_INBOX_PRUNE,
 	STORE_NSTMT
 };
 
@@ -93,6 +110,8 @@ static const char *const store_sql[STORE_NSTMT] = {
 	[STORE_UPDATE] = "UPDATE messages SET state = ?, attempts = ?,"
 	    " next_attempt = ?, upstream_id = ?, last_code = ?, reason = ?,"
 	    " updated = ? WHERE id = ?",
+	[STORE_REPORT] = "UPDATE messages SET report_code = ?, report_at = ?"
+	    " WHERE id = ?",
 	[STORE_LOAD] = "SELECT id, state, priority, attempts, next_attempt,"
 	    " valid_until FROM messages WHERE state IN (0, 1)"
 	    " ORDER BY priority DESC, id",
@@ -100,6 +119,12 @@ static const char *const store_sql[STORE_NSTMT] = {
 	[STORE_PRUNE] = "DELETE FROM messages WHERE id IN (SELECT id"
 	    " FROM messages WHERE state NOT IN (0, 1) AND updated < ?"
 	    " ORDER BY updated LIMIT ?)",
+	[STORE_INBOX_INSERT] = "INSERT INTO inbox (received, sender,"
+	    " recipient, charset, code, text) VALUES (?, ?, ?, ?, ?, ?)",
+	[STORE_INBOX_LIST] = "SELECT id, received, sender, recipient, charset,"
+	    " code, text FROM inbox WHERE id > ? ORDER BY id LIMIT ?",
+	[STORE_INBOX_PRUNE] = "DELETE FROM inbox WHERE id IN (SELECT id"
+	    " FROM inbox WHERE received < ? ORDER BY id LIMIT ?)",
 };
 
 struct store {
@@ -458,6 +483,9 @@ store_insert(struct store *s, struct store_message *m)
 	m->has_last_code = 0;
 	m->last_code = 0;
 	m->reason[0] = '\0';
+	m->has_report = 0;
+	m->report_code = 0;
+	m->report_at = 0;
 	return 0;
 }
 
@@ -499,6 +527,11 @@ store_row(struct store *s, sqlite3_stmt *stmt, struct store_message *m)
 		memcpy(m->text, text, len);
 	m->text[len] = '\0';
 	m->text_len = len;
+	if (sqlite3_column_type(stmt, 17) != SQLITE_NULL) {
+		m->has_report = 1;
+		m->report_code = sqlite3_column_int(stmt, 17);
+	}
+	m->report_at = sqlite3_column_int64(stmt, 18);
 	return 0;
 }
 
@@ -608,6 +641,25 @@ store_update(struct store *s, const struct store_message *m)
 }
 
 int
+store_report(struct store *s, int64_t id, int code, int64_t at)
+{
+	sqlite3_stmt *stmt = s->stmt[STORE_REPORT];
+	int rc;
+
+	if (store_begin(s) == -1)
+		return -1;
+
+	sqlite3_bind_int(stmt, 1, code);
+	sqlite3_bind_int64(stmt, 2, at);
+	sqlite3_bind_int64(stmt, 3, id);
+	rc = sqlite3_step(stmt);
+	if (rc != SQLITE_DONE)
+		store_fail(s, NULL);
+	store_done(stmt);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int
 store_load(struct store *s,
     int (*cb)(void *arg, const struct store_pending *p), void *arg)
 {
@@ -664,6 +716,82 @@ store_prune(struct store *s, int64_t before, int limit)
 	if (store_begin(s) == -1)
 		return -1;
 
+	sqlite3_bind_int64(stmt, 1, before);
+	sqlite3_bind_int(stmt, 2, limit);
+	rc = sqlite3_step(stmt);
+	if (rc != SQLITE_DONE)
+		store_fail(s, NULL);
+	store_done(stmt);
+	if (rc != SQLITE_DONE)
+		return -1;
+	return sqlite3_changes(s->db);
+}
+
+int64_t
+store_inbox_insert(struct store *s, const struct store_inbound *in)
+{
+	sqlite3_stmt *stmt = s->stmt[STORE_INBOX_INSERT];
+	int rc;
+
+	if (store_begin(s) == -1)
+		return -1;
+
+	sqlite3_bind_int64(stmt, 1, in->received);
+	sqlite3_bind_text(stmt, 2, in->from, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 3, in->to, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 4, in->charset, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 5, in->code, -1, SQLITE_STATIC);
+	sqlite3_bind_blob64(stmt, 6, in->text, in->text_len, SQLITE_STATIC);
+	rc = sqlite3_step(stmt);
+	if (rc != SQLITE_DONE)
+		store_fail(s, NULL);
+	store_done(stmt);
+	if (rc != SQLITE_DONE)
+		return -1;
+	return sqlite3_last_insert_rowid(s->db);
+}
+
+int
+store_inbox_list(struct store *s, int64_t after, int limit,
+    int (*cb)(void *arg, const struct store_inbound *in), void *arg)
+{
+	sqlite3_stmt *stmt = s->stmt[STORE_INBOX_LIST];
+	struct store_inbound in;
+	int rc, n = 0;
+
+	sqlite3_bind_int64(stmt, 1, after);
+	sqlite3_bind_int(stmt, 2, limit);
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		in.id = sqlite3_column_int64(stmt, 0);
+		in.received = sqlite3_column_int64(stmt, 1);
+		in.from = (const char *)sqlite3_column_text(stmt, 2);
+		in.to = (const char *)sqlite3_column_text(stmt, 3);
+		in.charset = (const char *)sqlite3_column_text(stmt, 4);
+		in.code = (const char *)sqlite3_column_text(stmt, 5);
+		in.text = sqlite3_column_blob(stmt, 6);
+		in.text_len = (size_t)sqlite3_column_bytes(stmt, 6);
+		if (in.text == NULL)
+			in.text = "";
+		n++;
+		if (cb(arg, &in) != 0)
+			break;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		store_fail(s, NULL);
+		n = -1;
+	}
+	store_done(stmt);
+	return n;
+}
+
+int
+store_inbox_prune(struct store *s, int64_t before, int limit)
+{
+	sqlite3_stmt *stmt = s->stmt[STORE_INBOX_PRUNE];
+	int rc;
+
+	if (store_begin(s) == -1)
+		return -1;
 	sqlite3_bind_int64(stmt, 1, before);
 	sqlite3_bind_int(stmt, 2, limit);
 	rc = sqlite3_step(stmt);

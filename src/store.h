@@ -37,6 +37,21 @@ struct store_message {
 	int			 has_last_code;
 	int			 last_code;
 	char			 reason[STORE_REASON_MAX];	/* "" none */
+	int			 has_report;	/* a delivery report came */
+	int			 report_code;	/* the latest one's code */
+	int64_t			 report_at;	/* ms since the epoch */
+};
+
+/* An inbound message (a reply), as stored. */
+struct store_inbound {
+	int64_t			 id;		/* the inbox cursor */
+	int64_t			 received;	/* ms since the epoch */
+	const char		*from;
+	const char		*to;
+	const char		*charset;	/* as the upstream gave it */
+	const char		*code;
+	const void		*text;		/* UTF-8 */
+	size_t			 text_len;
 };
 
 /* The few fields of an unfinished message that the in-memory queue needs. */
@@ -92,6 +107,12 @@ void		 store_clear(struct store_message *m);
 int		 store_update(struct store *, const struct store_message *m);
 
 /*
+ * Records a delivery report with CODE at AT (ms since the epoch) on
+ * message ID, whatever its state. -1 on failure.
+ */
+int		 store_report(struct store *, int64_t id, int code, int64_t at);
+
+/*
  * Calls CB for every queued or sending message, high priority first, then
  * oldest first, without reading the message bodies. Stops and returns -1
  * when CB does or on failure; 0 otherwise.
@@ -108,5 +129,19 @@ int		 store_count(struct store *, int64_t *counts);
  * since the epoch). Returns how many it deleted, or -1.
  */
 int		 store_prune(struct store *, int64_t before, int limit);
+
+/* Adds an inbound message (its id is ignored): its new id, or -1. */
+int64_t		 store_inbox_insert(struct store *,
+		    const struct store_inbound *in);
+/*
+ * Calls CB for at most LIMIT inbound messages with an id above AFTER,
+ * oldest first; the fields are valid during the call only. Returns how
+ * many it passed, or -1.
+ */
+int		 store_inbox_list(struct store *, int64_t after, int limit,
+		    int (*cb)(void *arg, const struct store_inbound *in),
+		    void *arg);
+/* Deletes at most LIMIT inbound messages received before BEFORE. */
+int		 store_inbox_prune(struct store *, int64_t before, int limit);
 
 #endif

@@ -141,10 +141,10 @@ START_TEST(test_migration_from_empty_file_sets_latest_version)
 	struct store *s;
 
 	s = open_store();
-	ck_assert_int_eq(store_schema_version(s), 1);
+	ck_assert_int_eq(store_schema_version(s), 2);
 	store_close(s);
 
-	ck_assert_int_eq(raw_int("PRAGMA user_version"), 1);
+	ck_assert_int_eq(raw_int("PRAGMA user_version"), 2);
 	ck_assert_int_eq(raw_int("SELECT count(*) FROM sqlite_schema WHERE"
 	    " type = 'table' AND name = 'messages'"), 1);
 	ck_assert_int_eq(raw_int("SELECT count(*) FROM sqlite_schema WHERE"
@@ -159,9 +159,9 @@ START_TEST(test_zero_byte_file_is_migrated)
 
 	write_file("", 0);
 	s = open_store();
-	ck_assert_int_eq(store_schema_version(s), 1);
+	ck_assert_int_eq(store_schema_version(s), 2);
 	store_close(s);
-	ck_assert_int_eq(raw_int("PRAGMA user_version"), 1);
+	ck_assert_int_eq(raw_int("PRAGMA user_version"), 2);
 }
 END_TEST
 
@@ -199,7 +199,7 @@ START_TEST(test_reopen_keeps_messages)
 	store_close(s);
 
 	s = open_store();
-	ck_assert_int_eq(store_schema_version(s), 1);
+	ck_assert_int_eq(store_schema_version(s), 2);
 	ck_assert_int_eq(store_get(s, id, &m), 1);
 	ck_assert_str_eq(m.ref, "keep");
 	store_clear(&m);
@@ -823,6 +823,108 @@ START_TEST(test_bulk_insert_and_load_are_fast)
 }
 END_TEST
 
+/* The first schema exactly as version 1 of the store created it. */
+static const char schema_v1[] =
+	"CREATE TABLE messages ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT, state INTEGER NOT NULL,"
+	" priority INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
+	" next_attempt INTEGER NOT NULL DEFAULT 0,"
+	" valid_until INTEGER NOT NULL, created INTEGER NOT NULL,"
+	" updated INTEGER NOT NULL, segments INTEGER NOT NULL,"
+	" encoding INTEGER NOT NULL, last_code INTEGER,"
+	" recipient TEXT NOT NULL, sender TEXT NOT NULL, ref TEXT,"
+	" upstream_id TEXT NOT NULL DEFAULT '',"
+	" reason TEXT NOT NULL DEFAULT '', text BLOB NOT NULL);"
+	"INSERT INTO messages (state, priority, valid_until, created, updated,"
+	" segments, encoding, recipient, sender, ref, text) VALUES"
+	" (0, 1, 9000, 1000, 1000, 1, 0, '+27821234567', '', 'old', 'hi');"
+	"PRAGMA user_version = 1;";
+
+START_TEST(test_version_1_file_migrates_and_keeps_its_messages)
+{
+	struct store_message m;
+	struct store *s;
+	int64_t id;
+
+	raw_exec(schema_v1);
+	s = open_store();
+	ck_assert_int_eq(store_schema_version(s), 2);
+	ck_assert_int_eq(store_find_ref(s, "old", &id), 1);
+	ck_assert_int_eq(store_get(s, id, &m), 1);
+	ck_assert_str_eq(m.text, "hi");
+	ck_assert_int_eq(m.has_report, 0);
+	store_clear(&m);
+	store_close(s);
+}
+END_TEST
+
+START_TEST(test_report_fields_round_trip)
+{
+	struct store_message m;
+	struct store *s = open_store();
+	int64_t id = insert(s, "r", 0);
+
+	ck_assert_int_eq(store_report(s, id, 8, 123456789), 0);
+	/* A later update from an older copy leaves the report alone. */
+	ck_assert_int_eq(store_get(s, id, &m), 1);
+	m.has_report = 0;
+	m.state = MESSAGE_SENT;
+	ck_assert_int_eq(store_update(s, &m), 0);
+	store_clear(&m);
+	ck_assert_int_eq(store_commit(s), 0);
+	ck_assert_int_eq(store_get(s, id, &m), 1);
+	ck_assert_int_eq(m.has_report, 1);
+	ck_assert_int_eq(m.report_code, 8);
+	ck_assert_int_eq(m.report_at, 123456789);
+	store_clear(&m);
+	store_close(s);
+}
+END_TEST
+
+static int
+inbox_collect(void *arg, const struct store_inbound *in)
+{
+	int64_t *ids = arg;
+
+	ids[0]++;
+	ids[ids[0]] = in->id;
+	ck_assert_int_eq(in->text_len, 5);
+	ck_assert(memcmp(in->text, "a\0b\xc3\xa9", 5) == 0);
+	ck_assert_str_eq(in->from, "27820000001");
+	return 0;
+}
+
+START_TEST(test_inbox_lists_after_a_cursor_and_prunes_old_ones)
+{
+	struct store_inbound in;
+	struct store *s = open_store();
+	int64_t ids[8] = { 0 };
+	int i;
+
+	memset(&in, 0, sizeof(in));
+	in.from = "27820000001";
+	in.to = "27820000002";
+	in.charset = "UTF-8";
+	in.code = "";
+	in.text = "a\0b\xc3\xa9";
+	in.text_len = 5;
+	for (i = 0; i < 4; i++) {
+		in.received = 1000 + i;
+		ck_assert_int_eq(store_inbox_insert(s, &in), i + 1);
+	}
+	ck_assert_int_eq(store_commit(s), 0);
+	ck_assert_int_eq(store_inbox_list(s, 1, 2, inbox_collect, ids), 2);
+	ck_assert_int_eq(ids[0], 2);
+	ck_assert_int_eq(ids[1], 2);
+	ck_assert_int_eq(ids[2], 3);
+	ck_assert_int_eq(store_inbox_prune(s, 1002, 10), 2);
+	ids[0] = 0;
+	ck_assert_int_eq(store_inbox_list(s, 0, 10, inbox_collect, ids), 2);
+	ck_assert_int_eq(ids[1], 3);
+	store_close(s);
+}
+END_TEST
+
 static Suite *
 store_suite(void)
 {
@@ -838,6 +940,9 @@ store_suite(void)
 	tcase_add_test(tc, test_new_file_is_owner_only_and_in_wal_mode);
 	tcase_add_test(tc, test_reopen_keeps_messages);
 	tcase_add_test(tc, test_newer_user_version_is_refused);
+	tcase_add_test(tc, test_version_1_file_migrates_and_keeps_its_messages);
+	tcase_add_test(tc, test_report_fields_round_trip);
+	tcase_add_test(tc, test_inbox_lists_after_a_cursor_and_prunes_old_ones);
 	tcase_add_test(tc, test_non_database_file_is_refused);
 	tcase_add_test(tc, test_missing_directory_is_refused);
 	suite_add_tcase(suite, tc);
