@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "control.h"
+#include "dlr.h"
 #include "gateway.h"
 #include "log.h"
 #include "protocol.h"
@@ -25,6 +26,8 @@
 
 /* The commit event's priority: the lowest of the base's three. */
 #define GATEWAY_COMMIT_PRIORITY	2
+/* Delivery reports kept for messages whose send result is still out. */
+#define GATEWAY_EARLY_MAX	4096
 /* Finished messages pruned per pass, so that one pass stays short. */
 #define GATEWAY_PRUNE_BATCH	500
 #define GATEWAY_PRUNE_IDLE_S	60
@@ -49,6 +52,12 @@ struct gateway_wait {
 
 TAILQ_HEAD(gateway_waits, gateway_wait);
 
+/* A final report that came while its message was still sending. */
+struct gateway_early {
+	int64_t		 id;
+	int		 code;
+};
+
 struct gateway {
 	struct event_base	*base;
 	const struct config	*cfg;
@@ -66,6 +75,11 @@ struct gateway {
 	int			 shutting_down;
 	uint64_t		 commits;
 	uint64_t		 commit_failures;
+	struct gateway_early	 early[GATEWAY_EARLY_MAX];
+	size_t			 nearly;
+	size_t			 early_next;	/* the slot reused when full */
+	uint64_t		 reports;
+	uint64_t		 inbound;
 };
 
 static const unsigned gateway_moves[MESSAGE_STATE_MAX] = {
@@ -288,6 +302,13 @@ gateway_status(struct gateway *gw, struct control_slot *slot,
 	protocol_reply_string(gw->reply, "updated", when);
 	util_iso8601(m.valid_until, when, sizeof(when));
 	protocol_reply_string(gw->reply, "valid_until", when);
+	if (m.has_report) {
+		protocol_reply_int(gw->reply, "report_code", m.report_code);
+		protocol_reply_string(gw->reply, "report",
+		    dlr_code_name(m.report_code));
+		util_iso8601(m.report_at, when, sizeof(when));
+		protocol_reply_string(gw->reply, "report_at", when);
+	}
 	gateway_reply(gw, slot);
 	store_clear(&m);
 	gateway_request_free(rq);
@@ -361,10 +382,63 @@ gateway_stats(struct gateway *gw, struct control_slot *slot,
 	protocol_reply_close(r);
 	if (gw->dispatcher.stats != NULL)
 		gw->dispatcher.stats(gw->dispatcher.arg, r);
+	protocol_reply_int(r, "reports", (int64_t)gw->reports);
+	protocol_reply_int(r, "inbound", (int64_t)gw->inbound);
 	protocol_reply_int(r, "commits", (int64_t)gw->commits);
 	protocol_reply_int(r, "commit_failures", (int64_t)gw->commit_failures);
 	protocol_reply_int(r, "uptime",
 	    (util_mono_ms() - gw->started) / 1000);
+	gateway_reply(gw, slot);
+	gateway_request_free(rq);
+}
+
+struct gateway_cursor {
+	struct protocol_reply	*reply;
+	int64_t			 last;
+};
+
+static int
+gateway_inbox_one(void *arg, const struct store_inbound *in)
+{
+	struct gateway_cursor *c = arg;
+	struct protocol_reply *r = c->reply;
+	char when[32];
+
+	c->last = in->id;
+	protocol_reply_open(r, NULL);
+	protocol_reply_int(r, "id", in->id);
+	protocol_reply_string(r, "from", in->from);
+	protocol_reply_string(r, "to", in->to);
+	protocol_reply_bytes(r, "text", in->text, in->text_len);
+	protocol_reply_string(r, "charset", in->charset);
+	if (in->code[0] != '\0')
+		protocol_reply_string(r, "code", in->code);
+	util_iso8601(in->received, when, sizeof(when));
+	protocol_reply_string(r, "received", when);
+	protocol_reply_close(r);
+	return 0;
+}
+
+static void
+gateway_inbox(struct gateway *gw, struct control_slot *slot,
+    struct protocol_request *rq)
+{
+	struct protocol_reply *r = gw->reply;
+	struct gateway_cursor c = { r, rq->after };
+	int n;
+
+	protocol_reply_begin(r, rq, 1);
+	protocol_reply_open_array(r, "messages");
+	n = store_inbox_list(gw->store, rq->after, rq->limit,
+	    gateway_inbox_one, &c);
+	protocol_reply_close_array(r);
+	protocol_reply_int(r, "next", c.last);
+	if (n == -1) {
+		gateway_error(gw, slot, rq, "storage_error",
+		    "the inbox could not be read");
+		gateway_request_free(rq);
+		return;
+	}
 	gateway_reply(gw, slot);
 	gateway_request_free(rq);
 }
@@ -387,6 +461,9 @@ gateway_request(void *arg, struct control_slot *slot,
 		return;
 	case PROTOCOL_STATS:
 		gateway_stats(gw, slot, rq);
+		return;
+	case PROTOCOL_INBOX:
+		gateway_inbox(gw, slot, rq);
 		return;
 	case PROTOCOL_PING:
 		protocol_reply_begin(gw->reply, rq, 1);
@@ -661,6 +738,132 @@ gateway_load(struct gateway *gw)
 	    gw->counts[MESSAGE_QUEUED], queue_deferred(gw->queue),
 	    util_mono_ms() - started);
 	return 0;
+}
+
+static void
+gateway_early_add(struct gateway *gw, int64_t id, int code)
+{
+	size_t i;
+
+	for (i = 0; i < gw->nearly; i++)
+		if (gw->early[i].id == id)
+			return;
+
+	/* Full: the oldest slot goes, so memory stays bounded. */
+	if (gw->nearly < GATEWAY_EARLY_MAX)
+		i = gw->nearly++;
+	else {
+		i = gw->early_next;
+		gw->early_next = (gw->early_next + 1) % GATEWAY_EARLY_MAX;
+	}
+	gw->early[i].id = id;
+	gw->early[i].code = code;
+}
+
+int
+gateway_early_report(struct gateway *gw, int64_t id)
+{
+	size_t i;
+	int code;
+
+	for (i = 0; i < gw->nearly; i++) {
+		if (gw->early[i].id != id)
+			continue;
+		code = gw->early[i].code;
+		gw->early[i] = gw->early[--gw->nearly];
+		return code;
+	}
+	return 0;
+}
+
+int
+gateway_deliver(struct gateway *gw, struct store_message *m, int code)
+{
+	enum message_state to;
+	char id[PROTOCOL_ID_LEN + 1];
+
+	to = code == DLR_DELIVERED ? MESSAGE_DELIVERED : MESSAGE_UNDELIVERED;
+	if (gateway_transition(gw, m, to) == -1)
+		return -1;
+	protocol_id_format(m->id, id);
+	log_info("msg %s id=%s code=%d report=%s", message_state_name(to), id,
+	    code, dlr_code_name(code));
+	return 0;
+}
+
+int
+gateway_report(struct gateway *gw, int64_t id, int code)
+{
+	struct store_message m;
+	char name[PROTOCOL_ID_LEN + 1];
+	int found, final = dlr_code_final(code);
+
+	if ((found = store_get(gw->store, id, &m)) != 1)
+		return found == 0 ? 404 : 503;
+	store_clear(&m);
+	protocol_id_format(id, name);
+	gw->reports++;
+
+	/* A final state stays; a late or repeated report changes nothing. */
+	if (m.state == MESSAGE_DELIVERED || m.state == MESSAGE_UNDELIVERED ||
+	    (!final && m.has_report && dlr_code_final(m.report_code))) {
+		log_info("msg report-ignored id=%s code=%d report=%s state=%s",
+		    name, code, dlr_code_name(code),
+		    message_state_name(m.state));
+		return 200;
+	}
+	if (store_report(gw->store, id, code, util_now_ms()) == -1) {
+		log_err("store report-failed id=%s error=%s", name,
+		    store_error(gw->store));
+		return 503;
+	}
+	gateway_want_commit(gw);
+
+	if (final && m.state == MESSAGE_SENT)
+		return gateway_deliver(gw, &m, code) == 0 ? 200 : 503;
+	if (final && m.state == MESSAGE_SENDING)
+		gateway_early_add(gw, id, code);
+	log_info("msg report id=%s code=%d report=%s state=%s", name, code,
+	    dlr_code_name(code), message_state_name(m.state));
+	return 200;
+}
+
+int
+gateway_inbound(struct gateway *gw, const struct dlr_inbound *in)
+{
+	struct store_inbound row;
+	char from[LOG_NUMBER_MAX], to[LOG_NUMBER_MAX];
+	int64_t id;
+
+	memset(&row, 0, sizeof(row));
+	row.received = util_now_ms();
+	row.from = in->from;
+	row.to = in->to;
+	row.charset = in->charset;
+	row.code = in->code;
+	row.text = in->text;
+	row.text_len = in->text_len;
+
+	/*
+	 * The upstream is answered 200 only once the message is durable:
+	 * it will not send it again. The commit takes this pass's other
+	 * writes along, which is harmless: they are only durable sooner.
+	 */
+	if ((id = store_inbox_insert(gw->store, &row)) == -1 ||
+	    store_commit(gw->store) == -1) {
+		log_err("store inbound-failed error=%s",
+		    store_error(gw->store));
+		if (!store_in_transaction(gw->store))
+			gw->batch_lost = 1;
+		gateway_want_commit(gw);
+		return 503;
+	}
+	gw->inbound++;
+	log_info("inbound received id=%" PRId64 " from=%s to=%s bytes=%zu "
+	    "charset=%s", id, log_number(in->from, from, sizeof(from)),
+	    log_number(in->to, to, sizeof(to)), in->text_len,
+	    in->charset[0] ? in->charset : "-");
+	return 200;
 }
 
 void

@@ -14,6 +14,7 @@
 struct event_base;
 struct config;
 struct control_slot;
+struct dlr_inbound;
 struct protocol_request;
 struct protocol_reply;
 struct queue;
@@ -68,6 +69,21 @@ const int64_t	*gateway_counts(const struct gateway *);
  */
 int		 gateway_transition(struct gateway *, struct store_message *m,
 		    enum message_state to);
+/*
+ * A delivery report for message ID (a dlr_handler's report): records it,
+ * and moves a sent message to delivered or undelivered when CODE is
+ * final. A final report for a message still sending is kept until its
+ * result comes (gateway_early_report). Returns an HTTP status.
+ */
+int		 gateway_report(struct gateway *, int64_t id, int code);
+/* Takes the final report that came for ID while it was sending: 0 none. */
+int		 gateway_early_report(struct gateway *, int64_t id);
+/* Moves sent M to the state a final report CODE means, and logs it. */
+int		 gateway_deliver(struct gateway *, struct store_message *m,
+		    int code);
+/* Stores an inbound message durably: 200, or 503 on failure. */
+int		 gateway_inbound(struct gateway *, const struct dlr_inbound *);
+
 /* Makes sure a commit runs at the end of this loop pass. */
 void		 gateway_want_commit(struct gateway *);
 

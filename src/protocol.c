@@ -28,12 +28,15 @@ enum protocol_field {
 	FIELD_PRIORITY,
 	FIELD_VALID_FOR,
 	FIELD_ID,
+	FIELD_AFTER,
+	FIELD_LIMIT,
 	FIELD_MAX,
 	FIELD_UNKNOWN = FIELD_MAX
 };
 
 static const char *protocol_field_names[FIELD_MAX] = {
-	"op", "req", "to", "text", "from", "ref", "priority", "valid_for", "id"
+	"op", "req", "to", "text", "from", "ref", "priority", "valid_for", "id",
+	"after", "limit"
 };
 
 enum protocol_type {
@@ -464,13 +467,29 @@ protocol_ref(struct protocol_parser *p, struct protocol_request *rq,
 	return 0;
 }
 
+/* A JSON integer from MIN to MAX, digits only: -1 for anything else. */
+static int
+protocol_integer(const struct protocol_value *v, int64_t min, int64_t max,
+    int64_t *out)
+{
+	size_t i;
+
+	if (v->type != TYPE_NUMBER || v->n > 18 ||
+	    (v->s[0] == '0' && v->n > 1))
+		return -1;
+	for (i = 0; i < v->n; i++)
+		if (!isdigit((unsigned char)v->s[i]))
+			return -1;
+	*out = strtoll(v->s, NULL, 10);
+	return *out >= min && *out <= max ? 0 : -1;
+}
+
 static int
 protocol_send_options(struct protocol_parser *p,
     const struct protocol_limits *l, struct protocol_request *rq,
     struct protocol_error *e)
 {
 	struct protocol_value *v = &p->values[FIELD_PRIORITY];
-	size_t i;
 
 	if (v->type != TYPE_ABSENT) {
 		if (v->type != TYPE_STRING ||
@@ -483,22 +502,38 @@ protocol_send_options(struct protocol_parser *p,
 	}
 
 	v = &p->values[FIELD_VALID_FOR];
-	if (v->type == TYPE_ABSENT)
+	if (v->type == TYPE_ABSENT ||
+	    protocol_integer(v, 1, l->max_valid_for, &rq->valid_for) == 0)
 		return 0;
-	if (v->type != TYPE_NUMBER || v->n > 12 || v->s[0] == '0')
-		goto bad;
-	for (i = 0; i < v->n; i++)
-		if (!isdigit((unsigned char)v->s[i]))
-			goto bad;
-	rq->valid_for = strtoll(v->s, NULL, 10);
-	if (rq->valid_for <= l->max_valid_for)
-		return 0;
-
-bad:
 	protocol_error_set(e, "bad_request",
 	    "valid_for must be a whole number of seconds from 1 to %" PRId64,
 	    l->max_valid_for);
 	return -1;
+}
+
+static int
+protocol_inbox(struct protocol_parser *p, struct protocol_request *rq,
+    struct protocol_error *e)
+{
+	struct protocol_value *v = &p->values[FIELD_AFTER];
+	int64_t limit = PROTOCOL_INBOX_LIMIT;
+
+	if (v->type != TYPE_ABSENT &&
+	    protocol_integer(v, 0, INT64_MAX, &rq->after) == -1) {
+		protocol_error_set(e, "bad_request",
+		    "after must be a whole number, 0 or more");
+		return -1;
+	}
+	v = &p->values[FIELD_LIMIT];
+	if (v->type != TYPE_ABSENT &&
+	    protocol_integer(v, 1, PROTOCOL_INBOX_MAX, &limit) == -1) {
+		protocol_error_set(e, "bad_request",
+		    "limit must be a whole number from 1 to %d",
+		    PROTOCOL_INBOX_MAX);
+		return -1;
+	}
+	rq->limit = (int)limit;
+	return 0;
 }
 
 static int
@@ -532,6 +567,7 @@ protocol_op(struct protocol_parser *p, struct protocol_request *rq,
 		{ "cancel", PROTOCOL_CANCEL },
 		{ "stats", PROTOCOL_STATS },
 		{ "ping", PROTOCOL_PING },
+		{ "inbox", PROTOCOL_INBOX },
 	};
 	struct protocol_value *v = &p->values[FIELD_OP];
 	size_t i;
@@ -605,6 +641,8 @@ protocol_check(struct protocol_parser *p, const struct protocol_limits *l,
 			return -1;
 		}
 		return 0;
+	case PROTOCOL_INBOX:
+		return protocol_inbox(p, rq, e);
 	case PROTOCOL_STATS:
 	case PROTOCOL_PING:
 		return 0;
@@ -791,8 +829,22 @@ protocol_reply_null(struct protocol_reply *r, const char *key)
 void
 protocol_reply_open(struct protocol_reply *r, const char *key)
 {
-	protocol_reply_key(r, key);
+	if (key != NULL)
+		protocol_reply_key(r, key);
 	yajl_gen_map_open(r->gen);
+}
+
+void
+protocol_reply_open_array(struct protocol_reply *r, const char *key)
+{
+	protocol_reply_key(r, key);
+	yajl_gen_array_open(r->gen);
+}
+
+void
+protocol_reply_close_array(struct protocol_reply *r)
+{
+	yajl_gen_array_close(r->gen);
 }
 
 void

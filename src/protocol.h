@@ -16,8 +16,12 @@ enum protocol_op {
 	PROTOCOL_STATUS,
 	PROTOCOL_CANCEL,
 	PROTOCOL_STATS,
-	PROTOCOL_PING
+	PROTOCOL_PING,
+	PROTOCOL_INBOX
 };
+
+#define PROTOCOL_INBOX_LIMIT	100	/* inbound messages per answer */
+#define PROTOCOL_INBOX_MAX	1000
 
 enum protocol_req_type {
 	PROTOCOL_REQ_NONE,
@@ -47,6 +51,10 @@ struct protocol_request {
 	/* status, cancel */
 	int			 has_id;
 	int64_t			 id;
+
+	/* inbox */
+	int64_t			 after;		/* cursor, 0 from the start */
+	int			 limit;
 };
 
 struct protocol_limits {
@@ -96,9 +104,15 @@ void		 protocol_reply_double(struct protocol_reply *,
 void		 protocol_reply_bool(struct protocol_reply *, const char *key,
 		    int value);
 void		 protocol_reply_null(struct protocol_reply *, const char *key);
-/* Opens a nested object under KEY; close it with protocol_reply_close. */
+/*
+ * Opens a nested object under KEY (NULL inside an array); close it with
+ * protocol_reply_close. Arrays likewise.
+ */
 void		 protocol_reply_open(struct protocol_reply *, const char *key);
 void		 protocol_reply_close(struct protocol_reply *);
+void		 protocol_reply_open_array(struct protocol_reply *,
+		    const char *key);
+void		 protocol_reply_close_array(struct protocol_reply *);
 const char	*protocol_reply_line(struct protocol_reply *, size_t *len);
 
 /* A whole error response in one call. */

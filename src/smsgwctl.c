@@ -97,6 +97,9 @@ static const char ctl_usage_text[] =
 "  cancel ID            cancel a message that is still queued\n"
 "  stats                show the daemon's counters\n"
 "  ping                 check that the daemon answers\n"
+"  inbox [--after CURSOR] [--follow]\n"
+"                       print inbound messages (replies), one per line:\n"
+"                       cursor, received, from, to, text\n"
 "  batch                send protocol lines from standard input and print\n"
 "                       each answer line\n"
 "\n"
@@ -956,6 +959,91 @@ ctl_cmd_ping(struct ctl *ctl, int argc, char **argv)
 	return ctl_run(ctl, ctl_request("ping"), ctl_print_ping, NULL);
 }
 
+/* The cursor of the last inbound message printed. */
+static long long ctl_inbox_next;
+/* How many inbound messages the last answer held. */
+static size_t ctl_inbox_count;
+
+static int
+ctl_print_inbox(yajl_val answer, const char *arg)
+{
+	yajl_val list, m, next;
+	const char *keys[] = { "received", "from", "to", "text" };
+	const char *v;
+	size_t i, k;
+
+	(void)arg;
+	list = ctl_field(answer, "messages");
+	next = ctl_field(answer, "next");
+	if (!YAJL_IS_ARRAY(list))
+		return ctl_invalid_answer("no \"messages\" array");
+	ctl_inbox_count = list->u.array.len;
+	if (YAJL_IS_INTEGER(next))
+		ctl_inbox_next = YAJL_GET_INTEGER(next);
+	for (i = 0; i < list->u.array.len; i++) {
+		m = list->u.array.values[i];
+		if (YAJL_IS_INTEGER(ctl_field(m, "id")))
+			printf("%lld", YAJL_GET_INTEGER(ctl_field(m, "id")));
+		for (k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+			v = ctl_field_string(m, keys[k]);
+			putchar('\t');
+			ctl_put_text(stdout, v != NULL ? v : "");
+		}
+		putchar('\n');
+	}
+	return 0;
+}
+
+static int
+ctl_cmd_inbox(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "after", required_argument, NULL, 'a' },
+		{ "follow", no_argument, NULL, 'f' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	long long after = 0;
+	bool follow = false;
+	yajl_gen g;
+	int c, status;
+
+	while ((c = getopt_long(argc, argv, "+a:fh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'a':
+			if (ctl_parse_integer(optarg, 0, LLONG_MAX, &after) == -1)
+				return ctl_usage_error("bad cursor: %s", optarg);
+			break;
+		case 'f':
+			follow = true;
+			break;
+		case 'h':
+			ctl_usage(stdout);
+			return 0;
+		default:
+			ctl_usage(stderr);
+			return EX_USAGE;
+		}
+	}
+	if (argc != optind)
+		return ctl_usage_error("inbox takes no arguments");
+
+	/* Following polls: new messages show within a second. */
+	ctl_inbox_next = after;
+	do {
+		g = ctl_request("inbox");
+		yajl_gen_string(g, (const unsigned char *)"after", 5);
+		yajl_gen_integer(g, ctl_inbox_next);
+		ctl_inbox_count = 0;
+		status = ctl_run(ctl, g, ctl_print_inbox, NULL);
+		if (status != 0)
+			return status;
+		if (follow && ctl_inbox_count == 0)
+			sleep(1);
+	} while (follow);
+	return 0;
+}
+
 static bool
 ctl_is_blank(const char *line, size_t len)
 {
@@ -1126,6 +1214,7 @@ static const struct ctl_command ctl_commands[] = {
 	{ "cancel", ctl_cmd_cancel },
 	{ "stats", ctl_cmd_stats },
 	{ "ping", ctl_cmd_ping },
+	{ "inbox", ctl_cmd_inbox },
 	{ "batch", ctl_cmd_batch },
 	{ NULL, NULL }
 };

@@ -354,6 +354,54 @@ START_TEST(reply_fields_and_nesting_are_written)
 }
 END_TEST
 
+START_TEST(inbox_takes_a_cursor_and_a_limit)
+{
+	struct protocol_request rq;
+
+	ck_assert_str_eq(parse("{\"op\":\"inbox\"}", &rq), "ok");
+	ck_assert_int_eq(rq.op, PROTOCOL_INBOX);
+	ck_assert_int_eq(rq.after, 0);
+	ck_assert_int_eq(rq.limit, PROTOCOL_INBOX_LIMIT);
+	protocol_request_clear(&rq);
+	ck_assert_str_eq(parse("{\"op\":\"inbox\",\"after\":42,"
+	    "\"limit\":7}", &rq), "ok");
+	ck_assert_int_eq(rq.after, 42);
+	ck_assert_int_eq(rq.limit, 7);
+	protocol_request_clear(&rq);
+	ck_assert_str_eq(code_of("{\"op\":\"inbox\",\"after\":-1}"),
+	    "bad_request");
+	ck_assert_str_eq(code_of("{\"op\":\"inbox\",\"after\":\"3\"}"),
+	    "bad_request");
+	ck_assert_str_eq(code_of("{\"op\":\"inbox\",\"limit\":0}"),
+	    "bad_request");
+	ck_assert_str_eq(code_of("{\"op\":\"inbox\",\"limit\":1001}"),
+	    "bad_request");
+}
+END_TEST
+
+START_TEST(arrays_of_objects_are_written)
+{
+	struct protocol_reply *r = protocol_reply_new();
+	const char *line;
+	size_t len;
+	char expect[] = "{\"ok\":true,\"a\":[{\"x\":1},{\"x\":2}]}\n";
+
+	protocol_reply_begin(r, NULL, 1);
+	protocol_reply_open_array(r, "a");
+	protocol_reply_open(r, NULL);
+	protocol_reply_int(r, "x", 1);
+	protocol_reply_close(r);
+	protocol_reply_open(r, NULL);
+	protocol_reply_int(r, "x", 2);
+	protocol_reply_close(r);
+	protocol_reply_close_array(r);
+	line = protocol_reply_line(r, &len);
+	ck_assert_int_eq(len, strlen(expect));
+	ck_assert(memcmp(line, expect, len) == 0);
+	protocol_reply_free(r);
+}
+END_TEST
+
 static Suite *
 protocol_suite(void)
 {
@@ -377,6 +425,8 @@ protocol_suite(void)
 	tcase_add_test(tc, ids_round_trip_as_16_hex_digits);
 	tcase_add_test(tc, replies_echo_req_exactly);
 	tcase_add_test(tc, reply_fields_and_nesting_are_written);
+	tcase_add_test(tc, inbox_takes_a_cursor_and_a_limit);
+	tcase_add_test(tc, arrays_of_objects_are_written);
 	suite_add_tcase(s, tc);
 	return s;
 }
