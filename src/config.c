@@ -40,6 +40,8 @@ struct config_key {
 	const char	*sdef;	/* strings and modes */
 	/* Why a string value is wrong, or NULL when it is right. */
 	const char	*(*check)(const char *);
+	/* Whether a reload (SIGHUP) applies it, or only a restart. */
+	int		 reload;
 };
 
 struct config_problem {
@@ -65,68 +67,86 @@ static const char	*config_check_sender(const char *);
 static const char	*config_check_level(const char *);
 static const char	*config_check_target(const char *);
 static const char	*config_check_mode(const char *);
+static const char	*config_check_user(const char *);
 
-#define STR(n, f, lo, hi, d, c)						\
-	{ n, CONFIG_STRING, offsetof(struct config, f), lo, hi, 0, d, c }
-#define INT(n, f, lo, hi, d)						\
-	{ n, CONFIG_INT, offsetof(struct config, f), lo, hi, d, NULL, NULL }
-#define BOOL(n, f, d)							\
-	{ n, CONFIG_BOOL, offsetof(struct config, f), 0, 1, d, NULL, NULL }
-#define MODE(n, f, d)							\
+/* The last argument: RELOAD when SIGHUP applies the key, RESTART if not. */
+#define RELOAD	1
+#define RESTART	0
+#define STR(n, f, lo, hi, d, c, r)					\
+	{ n, CONFIG_STRING, offsetof(struct config, f), lo, hi, 0, d, c, r }
+#define INT(n, f, lo, hi, d, r)						\
+	{ n, CONFIG_INT, offsetof(struct config, f), lo, hi, d, NULL, NULL, \
+	    r }
+#define BOOL(n, f, d, r)						\
+	{ n, CONFIG_BOOL, offsetof(struct config, f), 0, 1, d, NULL, NULL, r }
+#define MODE(n, f, d, r)						\
 	{ n, CONFIG_MODE, offsetof(struct config, f), 0, 0777, 0, d,	\
-	    config_check_mode }
+	    config_check_mode, r }
 
+/* Keys without a dot are top-level settings; the others live in groups. */
 static const struct config_key config_keys[] = {
+	STR("user", user, 0, 255, "", config_check_user, RESTART),
+	INT("shutdown_timeout", shutdown_timeout, 0, 600, 10, RELOAD),
+
 	STR("socket.path", socket.path, 1, 107, "/run/smsgwd/smsgwd.sock",
-	    NULL),
-	MODE("socket.mode", socket.mode, "0660"),
-	STR("socket.group", socket.group, 0, 255, "", NULL),
-	INT("socket.max_line", socket.max_line, 256, 16777216, 65536),
+	    NULL, RESTART),
+	MODE("socket.mode", socket.mode, "0660", RESTART),
+	STR("socket.group", socket.group, 0, 255, "", NULL, RESTART),
+	INT("socket.max_line", socket.max_line, 256, 16777216, 65536, RELOAD),
 	INT("socket.max_connections", socket.max_connections, 1, 1000000,
-	    1024),
-	INT("socket.max_pending", socket.max_pending, 1, 1000000, 1024),
+	    1024, RELOAD),
+	INT("socket.max_pending", socket.max_pending, 1, 1000000, 1024,
+	    RELOAD),
 
 	STR("storage.path", storage.path, 1, PATH_MAX - 1,
-	    "/var/lib/smsgwd/queue.db", NULL),
-	INT("storage.retention", storage.retention, 60, 315360000, 604800),
-	INT("storage.max_queued", storage.max_queued, 1, 100000000, 1000000),
+	    "/var/lib/smsgwd/queue.db", NULL, RESTART),
+	INT("storage.retention", storage.retention, 60, 315360000, 604800,
+	    RELOAD),
+	INT("storage.max_queued", storage.max_queued, 1, 100000000, 1000000,
+	    RELOAD),
 
 	STR("upstream.url", upstream.url, 1, 2048,
-	    "https://api.panaceamobile.com/json", config_check_url),
-	STR("upstream.username", upstream.username, 0, 256, "", NULL),
+	    "https://api.panaceamobile.com/json", config_check_url, RELOAD),
+	STR("upstream.username", upstream.username, 0, 256, "", NULL, RELOAD),
 	STR("upstream.password", upstream.password, 0, CONFIG_SECRET_MAX, "",
-	    NULL),
+	    NULL, RELOAD),
 	STR("upstream.password_file", upstream.password_file, 0,
-	    PATH_MAX - 1, "", NULL),
+	    PATH_MAX - 1, "", NULL, RELOAD),
 	STR("upstream.sender", upstream.sender, 0, 17, "",
-	    config_check_sender),
-	STR("upstream.ca_file", upstream.ca_file, 0, PATH_MAX - 1, "", NULL),
-	INT("upstream.max_concurrency", upstream.max_concurrency, 1, 1000, 32),
-	INT("upstream.timeout", upstream.timeout, 1, 600, 30),
-	INT("upstream.connect_timeout", upstream.connect_timeout, 1, 600, 10),
-	BOOL("upstream.resend_ambiguous", upstream.resend_ambiguous, 1),
-	INT("upstream.shutdown_timeout", upstream.shutdown_timeout, 0, 600,
-	    10),
+	    config_check_sender, RELOAD),
+	STR("upstream.ca_file", upstream.ca_file, 0, PATH_MAX - 1, "", NULL,
+	    RELOAD),
+	INT("upstream.max_concurrency", upstream.max_concurrency, 1, 1000, 32,
+	    RELOAD),
+	INT("upstream.timeout", upstream.timeout, 1, 600, 30, RELOAD),
+	INT("upstream.connect_timeout", upstream.connect_timeout, 1, 600, 10,
+	    RELOAD),
+	BOOL("upstream.resend_ambiguous", upstream.resend_ambiguous, 1,
+	    RELOAD),
 
-	INT("retry.max_attempts", retry.max_attempts, 1, 1000, 10),
-	INT("retry.base_ms", retry.base_ms, 1, 3600000, 1000),
-	INT("retry.cap_ms", retry.cap_ms, 1, 86400000, 600000),
-	INT("retry.validity", retry.validity, 1, 31536000, 86400),
-	INT("retry.max_validity", retry.max_validity, 1, 31536000, 604800),
+	INT("retry.max_attempts", retry.max_attempts, 1, 1000, 10, RELOAD),
+	INT("retry.base_ms", retry.base_ms, 1, 3600000, 1000, RELOAD),
+	INT("retry.cap_ms", retry.cap_ms, 1, 86400000, 600000, RELOAD),
+	INT("retry.validity", retry.validity, 1, 31536000, 86400, RELOAD),
+	INT("retry.max_validity", retry.max_validity, 1, 31536000, 604800,
+	    RELOAD),
 
-	INT("message.max_parts", message.max_parts, 1, 255, 8),
+	INT("message.max_parts", message.max_parts, 1, 255, 8, RELOAD),
 
-	STR("log.level", log.level, 1, 16, "info", config_check_level),
+	STR("log.level", log.level, 1, 16, "info", config_check_level,
+	    RELOAD),
 	STR("log.target", log.target, 1, PATH_MAX - 1, "stderr",
-	    config_check_target),
-	INT("log.stats_interval", log.stats_interval, 0, 86400, 60),
-	BOOL("log.mask_numbers", log.mask_numbers, 1),
+	    config_check_target, RELOAD),
+	INT("log.stats_interval", log.stats_interval, 0, 86400, 60, RELOAD),
+	BOOL("log.mask_numbers", log.mask_numbers, 1, RELOAD),
 };
 
 #undef STR
 #undef INT
 #undef BOOL
 #undef MODE
+#undef RELOAD
+#undef RESTART
 
 #define CONFIG_NKEYS	(sizeof(config_keys) / sizeof(config_keys[0]))
 
@@ -205,6 +225,25 @@ config_check_mode(const char *v)
 	return "is not an octal mode from 0 to 0777 such as \"0660\"";
 }
 
+/* A user name as useradd(8) takes it; whether it exists is seen at start. */
+static const char *
+config_check_user(const char *v)
+{
+	size_t i;
+
+	if (v[0] == '-')
+		return "is not a user name: it starts with -";
+	for (i = 0; v[i] != '\0'; i++)
+		if (!((v[i] >= 'A' && v[i] <= 'Z') ||
+		    (v[i] >= 'a' && v[i] <= 'z') ||
+		    (v[i] >= '0' && v[i] <= '9') ||
+		    v[i] == '_' || v[i] == '-' || v[i] == '.' ||
+		    (v[i] == '$' && v[i + 1] == '\0')))
+			return "is not a user name: letters, digits, _, - "
+			    "and . only";
+	return NULL;
+}
+
 static const struct config_key *
 config_key_find(const char *name)
 {
@@ -239,6 +278,18 @@ static int *
 config_int_at(struct config *cfg, const struct config_key *k)
 {
 	return (int *)(void *)((char *)cfg + k->offset);
+}
+
+static const char *
+config_string_of(const struct config *cfg, const struct config_key *k)
+{
+	return *(char *const *)(const void *)((const char *)cfg + k->offset);
+}
+
+static int
+config_int_of(const struct config *cfg, const struct config_key *k)
+{
+	return *(const int *)(const void *)((const char *)cfg + k->offset);
 }
 
 static void
@@ -459,13 +510,16 @@ config_walk_group(struct config_loader *ld, const config_setting_t *group)
 static void
 config_walk(struct config_loader *ld, const config_setting_t *root)
 {
+	const struct config_key *k;
 	const config_setting_t *s;
 	const char *name;
 	int i;
 
 	for (i = 0; (s = config_setting_get_elem(root, i)) != NULL; i++) {
 		name = config_setting_name(s);
-		if (!config_group_known(name))
+		if ((k = config_key_find(name)) != NULL)
+			config_apply(ld, k, s);
+		else if (!config_group_known(name))
 			config_problem(ld, s, "unknown key '%s'", name);
 		else if (!config_setting_is_group(s))
 			config_problem(ld, s, "%s: expected a group", name);
@@ -776,4 +830,62 @@ config_free(struct config *cfg)
 			free(*config_string_at(cfg, &config_keys[i]));
 	free(cfg->file);
 	free(cfg);
+}
+
+/* True when K has the same value in A and B. */
+static int
+config_same(const struct config *a, const struct config *b,
+    const struct config_key *k)
+{
+	const char *x, *y;
+
+	if (k->type != CONFIG_STRING)
+		return config_int_of(a, k) == config_int_of(b, k);
+
+	x = config_string_of(a, k);
+	y = config_string_of(b, k);
+	return strcmp(x != NULL ? x : "", y != NULL ? y : "") == 0;
+}
+
+void
+config_diff(const struct config *old, const struct config *new,
+    void (*cb)(void *arg, const char *key, int reloadable), void *arg)
+{
+	size_t i;
+
+	for (i = 0; i < CONFIG_NKEYS; i++)
+		if (!config_same(old, new, &config_keys[i]))
+			cb(arg, config_keys[i].name, config_keys[i].reload);
+}
+
+int
+config_keep_fixed(struct config *to, const struct config *from)
+{
+	const struct config_key *k;
+	char **dst, *copy;
+	size_t i;
+
+	for (i = 0; i < CONFIG_NKEYS; i++) {
+		k = &config_keys[i];
+		if (k->reload || config_same(to, from, k))
+			continue;
+		if (k->type != CONFIG_STRING) {
+			*config_int_at(to, k) = config_int_of(from, k);
+			continue;
+		}
+		if ((copy = strdup(config_string_of(from, k))) == NULL)
+			return -1;
+		dst = config_string_at(to, k);
+		free(*dst);
+		*dst = copy;
+	}
+	return 0;
+}
+
+int
+config_key_reloadable(const char *key)
+{
+	const struct config_key *k = config_key_find(key);
+
+	return k != NULL ? k->reload : -1;
 }

@@ -9,6 +9,8 @@
 
 struct config {
 	char	*file;			/* the file it was loaded from */
+	char	*user;			/* "" keeps the user started as */
+	int	 shutdown_timeout;	/* seconds in-flight may take */
 
 	struct {
 		char	*path;
@@ -36,7 +38,6 @@ struct config {
 		int	 timeout;		/* seconds, whole request */
 		int	 connect_timeout;	/* seconds */
 		int	 resend_ambiguous;	/* boolean */
-		int	 shutdown_timeout;	/* seconds in-flight may take */
 	} upstream;
 
 	struct {
@@ -70,5 +71,25 @@ struct config	*config_load(const char *file, char **problems);
 struct config	*config_defaults(void);
 
 void		 config_free(struct config *);
+
+/*
+ * Calls CB once for every key whose value differs between OLD and NEW, in
+ * the table's order, with the key's name ("upstream.password") and whether
+ * a reload applies it (1) or only a restart does (0). Values are never
+ * passed, so that secrets stay out of whatever CB writes.
+ */
+void		 config_diff(const struct config *old, const struct config *new,
+		    void (*cb)(void *arg, const char *key, int reloadable),
+		    void *arg);
+
+/*
+ * Gives TO the values FROM has for every key that only a restart applies,
+ * so that a reloaded configuration describes the running daemon. -1 when
+ * out of memory (TO is then partly updated but consistent).
+ */
+int		 config_keep_fixed(struct config *to, const struct config *from);
+
+/* 1 when a reload applies KEY, 0 when it needs a restart, -1 unknown. */
+int		 config_key_reloadable(const char *key);
 
 #endif

@@ -424,6 +424,7 @@ dispatch_sent(struct dispatch *d, struct dispatch_job *job,
     const struct panacea_result *r, int64_t latency)
 {
 	char id[PROTOCOL_ID_LEN + 1];
+	int code;
 
 	dispatch_copy_id(job->m.upstream_id, sizeof(job->m.upstream_id),
 	    r->upstream_id);
@@ -435,6 +436,10 @@ dispatch_sent(struct dispatch *d, struct dispatch_job *job,
 	log_info("msg sent id=%s upstream_id=%s attempt=%d latency_ms=%" PRId64,
 	    id, job->m.upstream_id[0] ? job->m.upstream_id : "-",
 	    job->m.attempts, latency);
+
+	/* The upstream can report delivery before it answers the send. */
+	if ((code = gateway_early_report(d->gw, job->m.id)) != 0)
+		gateway_deliver(d->gw, &job->m, code);
 }
 
 static void
@@ -847,6 +852,12 @@ size_t
 dispatch_inflight(const struct dispatch *d)
 {
 	return d->inflight;
+}
+
+const char *
+dispatch_hold_reason(const struct dispatch *d)
+{
+	return d->hold ? d->hold_reason : NULL;
 }
 
 void

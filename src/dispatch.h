@@ -26,6 +26,8 @@ void		 dispatch_configure(struct dispatch *, const struct config *);
 /* Starts no new request from now on; those in flight go on. */
 void		 dispatch_stop(struct dispatch *);
 size_t		 dispatch_inflight(const struct dispatch *);
+/* Why sending is on hold ("out-of-credit"), or NULL when it is not. */
+const char	*dispatch_hold_reason(const struct dispatch *);
 /* Aborts what is still in flight: those messages stay sending, and are
  * found ambiguous at the next start. */
 void		 dispatch_free(struct dispatch *);

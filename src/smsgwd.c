@@ -1,9 +1,13 @@
 /*
  * smsgwd: the SMS gateway daemon. Parses its options, loads the
- * configuration, wires the modules together and runs the event loop.
+ * configuration, wires the modules together and runs the event loop; tells
+ * the service manager how it is doing, reloads on SIGHUP and drains on
+ * SIGTERM.
  */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +22,7 @@
 #include "gateway.h"
 #include "log.h"
 #include "protocol.h"
+#include "service.h"
 #include "store.h"
 #include "util.h"
 
@@ -27,6 +32,10 @@
 #define SMSGWD_CONFIG		SMSGW_SYSCONFDIR "/smsgwd/smsgwd.conf"
 /* How often shutdown looks whether the requests in flight are done. */
 #define SMSGWD_DRAIN_POLL_MS	20
+/* The longest gap between two STATUS= notifications, in seconds. */
+#define SMSGWD_STATUS_MAX_S	5
+/* What the service manager may wait beyond shutdown_timeout, in seconds. */
+#define SMSGWD_STOP_SLACK_S	10
 
 struct smsgwd {
 	struct event_base	*base;
@@ -40,7 +49,19 @@ struct smsgwd {
 	struct event		*sigterm;
 	struct event		*sigint;
 	struct event		*sighup;
+	struct event		*watchdog;
+	struct event		*status;
+	int			 listen_fd;	/* passed by the manager, or -1 */
+	int			 drop;		/* become uid and gid */
+	uid_t			 uid;
+	gid_t			 gid;
 	int			 stopping;
+};
+
+/* The keys a reload changed, as comma-separated lists for one log line. */
+struct smsgwd_changes {
+	char	changed[2048];
+	char	restart[1024];
 };
 
 static void
@@ -60,6 +81,64 @@ smsgwd_limits(const struct config *cfg)
 	l.max_parts = cfg->message.max_parts;
 	l.max_valid_for = cfg->retry.max_validity;
 	return l;
+}
+
+static void
+smsgwd_timer_add(struct event *ev, int64_t ms)
+{
+	struct timeval tv;
+
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000 * 1000);
+	event_add(ev, &tv);
+}
+
+/* Tells the service manager STATE, followed by the current status. */
+static void
+smsgwd_notify(struct smsgwd *d, const char *state)
+{
+	const char *hold = dispatch_hold_reason(d->dispatch);
+	const int64_t *counts = gateway_counts(d->gateway);
+
+	if (!service_notify_enabled())
+		return;
+	if (service_notifyf("%s%sSTATUS=queued=%" PRId64 " inflight=%zu "
+	    "hold=%s", state, *state != '\0' ? "\n" : "",
+	    counts[MESSAGE_QUEUED], dispatch_inflight(d->dispatch),
+	    hold != NULL ? hold : "no") == -1)
+		log_warn("service notify-failed error=%s", strerror(errno));
+}
+
+static void
+smsgwd_statuscb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	smsgwd_notify(arg, "");
+}
+
+/* Every stats interval or every few seconds, whichever is shorter. */
+static void
+smsgwd_status_arm(struct smsgwd *d)
+{
+	int s = d->cfg->log.stats_interval;
+
+	if (d->status == NULL)
+		return;
+	if (s <= 0 || s > SMSGWD_STATUS_MAX_S)
+		s = SMSGWD_STATUS_MAX_S;
+	event_del(d->status);
+	smsgwd_timer_add(d->status, (int64_t)s * 1000);
+}
+
+static void
+smsgwd_watchdogcb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (service_notify("WATCHDOG=1") == -1)
+		log_warn("service watchdog-failed error=%s", strerror(errno));
 }
 
 /* Lets the requests in flight finish, within the configured bound. */
@@ -85,50 +164,180 @@ smsgwd_draincb(evutil_socket_t fd, short what, void *arg)
 static void
 smsgwd_stop(struct smsgwd *d, int signo)
 {
+	char state[96];
+
 	if (d->stopping) {
-		log_notice("smsgwd stop-now signal=%d", signo);
+		log_notice("smsgwd stop-now signal=%d inflight=%zu", signo,
+		    dispatch_inflight(d->dispatch));
 		event_base_loopbreak(d->base);
 		return;
 	}
 	d->stopping = 1;
-	log_notice("smsgwd stopping signal=%d inflight=%zu", signo,
-	    dispatch_inflight(d->dispatch));
+	log_notice("smsgwd stopping signal=%d inflight=%zu "
+	    "shutdown_timeout=%d", signo, dispatch_inflight(d->dispatch),
+	    d->cfg->shutdown_timeout);
 	control_stop(d->control);
 	gateway_shutdown(d->gateway);
 	dispatch_stop(d->dispatch);
+	snprintf(state, sizeof(state), "STOPPING=1\nEXTEND_TIMEOUT_USEC=%llu",
+	    (unsigned long long)(d->cfg->shutdown_timeout +
+	    SMSGWD_STOP_SLACK_S) * 1000000ULL);
+	smsgwd_notify(d, state);
+
 	d->drain_deadline = util_mono_ms() +
-	    (int64_t)d->cfg->upstream.shutdown_timeout * 1000;
+	    (int64_t)d->cfg->shutdown_timeout * 1000;
 	smsgwd_draincb(-1, 0, d);
+}
+
+static void
+smsgwd_append(char *list, size_t len, const char *key)
+{
+	size_t n = strlen(list);
+
+	snprintf(list + n, len - n, "%s%s", n > 0 ? "," : "", key);
+}
+
+static void
+smsgwd_changed(void *arg, const char *key, int reloadable)
+{
+	struct smsgwd_changes *ch = arg;
+
+	smsgwd_append(ch->changed, sizeof(ch->changed), key);
+	if (!reloadable)
+		smsgwd_append(ch->restart, sizeof(ch->restart), key);
+}
+
+/* One line per problem of a configuration that did not load. */
+static void
+smsgwd_reload_problems(const char *file, const char *problems)
+{
+	char efile[PATH_MAX], what[1024];
+	const char *p, *nl, *q;
+	size_t flen = strlen(file), n;
+	unsigned long line;
+
+	log_escape(file, flen, efile, sizeof(efile));
+	if (problems == NULL) {
+		log_err("config reload-failed file=%s problem=out-of-memory",
+		    efile);
+		return;
+	}
+	for (p = problems; *p != '\0'; p = nl != NULL ? nl + 1 : p + n) {
+		nl = strchr(p, '\n');
+		n = nl != NULL ? (size_t)(nl - p) : strlen(p);
+		if (n == 0)
+			continue;
+
+		/* "FILE:LINE: what" becomes line=LINE problem=what. */
+		line = 0;
+		q = p;
+		if (n > flen && strncmp(p, file, flen) == 0 && p[flen] == ':') {
+			q = p + flen + 1;
+			while (q < p + n && *q >= '0' && *q <= '9')
+				line = line * 10 + (unsigned long)(*q++ - '0');
+			if (q < p + n && *q == ':')
+				q++;
+			while (q < p + n && *q == ' ')
+				q++;
+		}
+		log_escape(q, (size_t)(p + n - q), what, sizeof(what));
+		if (line > 0)
+			log_err("config reload-failed file=%s line=%lu "
+			    "problem=%s", efile, line, what);
+		else
+			log_err("config reload-failed file=%s problem=%s", efile,
+			    what);
+	}
+}
+
+/* Logs why a reload failed; the old configuration stays. */
+static void
+smsgwd_reload_refused(struct smsgwd *d, const char *problem)
+{
+	char efile[PATH_MAX];
+
+	log_err("config reload-failed file=%s problem=%s",
+	    log_escape(d->cfg->file, strlen(d->cfg->file), efile,
+	    sizeof(efile)), problem);
+	if (log_reopen() == -1)
+		log_err("log reopen-failed error=%s", strerror(errno));
+}
+
+/*
+ * Reads the file again. A file with problems changes nothing; a good one
+ * is handed to every module, and the old one freed only after that, as
+ * the modules keep a pointer to the configuration.
+ */
+static void
+smsgwd_reload(struct smsgwd *d)
+{
+	struct smsgwd_changes ch;
+	struct protocol_limits limits;
+	struct config *cfg, *old = d->cfg;
+	char *problems = NULL, err[256], why[sizeof(err) * 4], efile[PATH_MAX];
+	char state[64];
+
+	/* Newer systemd wants the time with it (Type=notify-reload). */
+	snprintf(state, sizeof(state), "RELOADING=1\nMONOTONIC_USEC=%lld",
+	    (long long)util_mono_ms() * 1000);
+	smsgwd_notify(d, state);
+	if ((cfg = config_load(old->file, &problems)) == NULL) {
+		smsgwd_reload_problems(old->file, problems);
+		free(problems);
+		if (log_reopen() == -1)
+			log_err("log reopen-failed error=%s", strerror(errno));
+		smsgwd_notify(d, "READY=1");
+		return;
+	}
+
+	memset(&ch, 0, sizeof(ch));
+	config_diff(old, cfg, smsgwd_changed, &ch);
+	if (config_keep_fixed(cfg, old) == -1) {
+		config_free(cfg);
+		smsgwd_reload_refused(d, "out-of-memory");
+		smsgwd_notify(d, "READY=1");
+		return;
+	}
+	/* Opening the target again is also what rotation needs. */
+	if (log_open(cfg->log.target, (enum log_level)log_level_parse(
+	    cfg->log.level), cfg->log.mask_numbers, err, sizeof(err)) == -1) {
+		config_free(cfg);
+		smsgwd_reload_refused(d, log_escape(err, strlen(err), why,
+		    sizeof(why)));
+		smsgwd_notify(d, "READY=1");
+		return;
+	}
+
+	limits = smsgwd_limits(cfg);
+	gateway_configure(d->gateway, cfg);
+	dispatch_configure(d->dispatch, cfg);
+	control_configure(d->control, cfg, &limits);
+	d->cfg = cfg;
+	config_free(old);
+	smsgwd_status_arm(d);
+
+	log_notice("config reloaded file=%s changed=%s restart_needed=%s",
+	    log_escape(cfg->file, strlen(cfg->file), efile, sizeof(efile)),
+	    ch.changed[0] != '\0' ? ch.changed : "-",
+	    ch.restart[0] != '\0' ? ch.restart : "-");
+	smsgwd_notify(d, "READY=1");
 }
 
 static void
 smsgwd_signalcb(evutil_socket_t signo, short what, void *arg)
 {
 	struct smsgwd *d = arg;
-	enum log_level level;
-	struct config *cfg;
-	char *problems = NULL;
 
 	(void)what;
 	if (signo != SIGHUP) {
 		smsgwd_stop(d, (int)signo);
 		return;
 	}
-
-	if (log_reopen() == -1)
-		log_err("log reopen-failed error=%s", strerror(errno));
-	if ((cfg = config_load(d->cfg->file, &problems)) == NULL) {
-		log_err("config reload-failed file=%s problems=%s",
-		    d->cfg->file, "see below");
-		log_err("%s", problems);
-		free(problems);
+	if (d->stopping) {
+		log_info("config reload-skipped reason=stopping");
 		return;
 	}
-	level = (enum log_level)log_level_parse(cfg->log.level);
-	log_set_level(level);
-	log_notice("config reloaded file=%s level=%s", cfg->file,
-	    log_level_name(level));
-	config_free(cfg);
+	smsgwd_reload(d);
 }
 
 static int
@@ -144,6 +353,115 @@ smsgwd_check(const char *file)
 	}
 	config_free(cfg);
 	printf("configuration OK\n");
+	return 0;
+}
+
+/* Started as root with a user configured: find it before making files. */
+static int
+smsgwd_user(struct smsgwd *d)
+{
+	char err[256];
+
+	if (geteuid() != 0 || d->cfg->user[0] == '\0')
+		return 0;
+	if (service_user(d->cfg->user, &d->uid, &d->gid, err,
+	    sizeof(err)) == -1) {
+		log_crit("smsgwd start-failed reason=user error=%s", err);
+		return -1;
+	}
+	d->drop = 1;
+	return 0;
+}
+
+/* Gives the files the daemon made as root to the user it becomes. */
+static int
+smsgwd_give_files(struct smsgwd *d)
+{
+	const struct config *cfg = d->cfg;
+	char path[PATH_MAX + 8], err[PATH_MAX + 64];
+	static const char *const suffixes[] = { "", "-wal", "-shm" };
+	size_t i;
+
+	for (i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+		snprintf(path, sizeof(path), "%s%s", cfg->storage.path,
+		    suffixes[i]);
+		if (service_chown(path, d->uid, d->gid, err, sizeof(err)) == -1)
+			goto fail;
+	}
+	if (d->listen_fd == -1 && service_chown(cfg->socket.path, d->uid,
+	    cfg->socket.group[0] != '\0' ? (gid_t)-1 : d->gid, err,
+	    sizeof(err)) == -1)
+		goto fail;
+	if (cfg->log.target[0] == '/' && service_chown(cfg->log.target,
+	    d->uid, d->gid, err, sizeof(err)) == -1)
+		goto fail;
+	return 0;
+
+fail:
+	log_crit("smsgwd start-failed reason=chown error=%s", err);
+	return -1;
+}
+
+/* Leaves root, once the socket and the store are open. */
+static int
+smsgwd_drop(struct smsgwd *d)
+{
+	char err[256];
+
+	if (geteuid() != 0)
+		return 0;
+	if (!d->drop) {
+		log_warn("smsgwd running-as-root reason=no-user-configured");
+		return 0;
+	}
+	if (smsgwd_give_files(d) == -1)
+		return -1;
+	if (service_drop(d->cfg->user, d->uid, d->gid, err,
+	    sizeof(err)) == -1) {
+		log_crit("smsgwd start-failed reason=privileges error=%s", err);
+		return -1;
+	}
+	log_notice("smsgwd privileges-dropped user=%s uid=%u gid=%u",
+	    d->cfg->user, (unsigned)d->uid, (unsigned)d->gid);
+	return 0;
+}
+
+/* The watchdog pings and the status notifications, when asked for. */
+static int
+smsgwd_timers(struct smsgwd *d)
+{
+	uint64_t usec = service_watchdog_usec();
+
+	if (usec > 0) {
+		d->watchdog = event_new(d->base, -1, EV_PERSIST,
+		    smsgwd_watchdogcb, d);
+		if (d->watchdog == NULL)
+			return -1;
+		smsgwd_timer_add(d->watchdog, usec / 2000 > 0 ?
+		    (int64_t)(usec / 2000) : 1);
+		log_info("service watchdog interval_ms=%" PRIu64, usec / 2000);
+	}
+	if (service_notify_enabled()) {
+		d->status = event_new(d->base, -1, EV_PERSIST,
+		    smsgwd_statuscb, d);
+		if (d->status == NULL)
+			return -1;
+		smsgwd_status_arm(d);
+	}
+	return 0;
+}
+
+static int
+smsgwd_signals(struct smsgwd *d)
+{
+	d->sigterm = evsignal_new(d->base, SIGTERM, smsgwd_signalcb, d);
+	d->sigint = evsignal_new(d->base, SIGINT, smsgwd_signalcb, d);
+	d->sighup = evsignal_new(d->base, SIGHUP, smsgwd_signalcb, d);
+	if (d->sigterm == NULL || d->sigint == NULL || d->sighup == NULL ||
+	    event_add(d->sigterm, NULL) == -1 ||
+	    event_add(d->sigint, NULL) == -1 ||
+	    event_add(d->sighup, NULL) == -1)
+		return -1;
 	return 0;
 }
 
@@ -168,6 +486,14 @@ smsgwd_start(struct smsgwd *d)
 		log_crit("smsgwd start-failed reason=event-base");
 		return -1;
 	}
+	if (service_listen_fd(&d->listen_fd, err, sizeof(err)) == -1) {
+		log_crit("smsgwd start-failed reason=passed-socket error=%s",
+		    err);
+		return -1;
+	}
+	if (smsgwd_user(d) == -1)
+		return -1;
+
 	if ((d->store = store_open(d->cfg->storage.path, err,
 	    sizeof(err))) == NULL) {
 		log_crit("store open-failed path=%s error=%s",
@@ -183,8 +509,11 @@ smsgwd_start(struct smsgwd *d)
 		log_crit("store load-failed error=%s", store_error(d->store));
 		return -1;
 	}
-	if ((d->control = control_new(d->base, d->cfg, &limits, -1,
-	    gateway_request, d->gateway, err, sizeof(err))) == NULL) {
+	d->control = control_new(d->base, d->cfg, &limits, d->listen_fd,
+	    gateway_request, d->gateway, err, sizeof(err));
+	/* From here on control owns the passed socket, even on failure. */
+	if (d->control == NULL) {
+		d->listen_fd = -1;
 		log_crit("control start-failed error=%s", err);
 		return -1;
 	}
@@ -194,22 +523,16 @@ smsgwd_start(struct smsgwd *d)
 		log_crit("dispatch start-failed error=%s", err);
 		return -1;
 	}
-	if ((d->drain = evtimer_new(d->base, smsgwd_draincb, d)) == NULL) {
+	if ((d->drain = evtimer_new(d->base, smsgwd_draincb, d)) == NULL ||
+	    smsgwd_timers(d) == -1) {
 		log_crit("smsgwd start-failed reason=no-memory");
 		return -1;
 	}
-
-	d->sigterm = evsignal_new(d->base, SIGTERM, smsgwd_signalcb, d);
-	d->sigint = evsignal_new(d->base, SIGINT, smsgwd_signalcb, d);
-	d->sighup = evsignal_new(d->base, SIGHUP, smsgwd_signalcb, d);
-	if (d->sigterm == NULL || d->sigint == NULL || d->sighup == NULL ||
-	    event_add(d->sigterm, NULL) == -1 ||
-	    event_add(d->sigint, NULL) == -1 ||
-	    event_add(d->sighup, NULL) == -1) {
+	if (smsgwd_signals(d) == -1) {
 		log_crit("smsgwd start-failed reason=signals");
 		return -1;
 	}
-	return 0;
+	return smsgwd_drop(d);
 }
 
 static int
@@ -227,6 +550,10 @@ smsgwd_finish(struct smsgwd *d)
 		event_free(d->sighup);
 	if (d->drain != NULL)
 		event_free(d->drain);
+	if (d->watchdog != NULL)
+		event_free(d->watchdog);
+	if (d->status != NULL)
+		event_free(d->status);
 	dispatch_free(d->dispatch);
 	if (d->gateway != NULL && gateway_flush(d->gateway) == -1)
 		rc = -1;
@@ -270,6 +597,7 @@ main(int argc, char *argv[])
 		return smsgwd_check(file);
 
 	memset(&d, 0, sizeof(d));
+	d.listen_fd = -1;
 	if ((d.cfg = config_load(file, &problems)) == NULL) {
 		fputs(problems, stderr);
 		free(problems);
@@ -282,15 +610,21 @@ main(int argc, char *argv[])
 		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/* A reload asked for while starting must not end the daemon. */
+	signal(SIGHUP, SIG_IGN);
 
 	if (smsgwd_start(&d) == -1) {
 		smsgwd_finish(&d);
+		if (d.listen_fd != -1 && d.control == NULL)
+			close(d.listen_fd);
 		config_free(d.cfg);
 		log_close();
 		return 1;
 	}
-	log_notice("smsgwd started socket=%s store=%s pid=%d",
-	    d.cfg->socket.path, d.cfg->storage.path, (int)getpid());
+	log_notice("smsgwd started socket=%s store=%s pid=%d activated=%s "
+	    "uid=%u", d.cfg->socket.path, d.cfg->storage.path, (int)getpid(),
+	    d.listen_fd != -1 ? "yes" : "no", (unsigned)getuid());
+	smsgwd_notify(&d, "READY=1");
 
 	rc = event_base_dispatch(d.base) == -1 ? 1 : 0;
 	if (smsgwd_finish(&d) == -1)

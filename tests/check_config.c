@@ -97,6 +97,8 @@ check_problems(const char *text, ...)
 static void
 check_same(const struct config *a, const struct config *b)
 {
+	ck_assert_str_eq(a->user, b->user);
+	ck_assert_int_eq(a->shutdown_timeout, b->shutdown_timeout);
 	ck_assert_str_eq(a->socket.path, b->socket.path);
 	ck_assert_int_eq(a->socket.mode, b->socket.mode);
 	ck_assert_str_eq(a->socket.group, b->socket.group);
@@ -133,6 +135,7 @@ check_same(const struct config *a, const struct config *b)
 
 /* Every key, as written in the override test below. */
 static const char *const check_keys[] = {
+	"user", "shutdown_timeout",
 	"socket.path", "socket.mode", "socket.group", "socket.max_line",
 	"socket.max_connections", "socket.max_pending",
 	"storage.path", "storage.retention", "storage.max_queued",
@@ -152,6 +155,8 @@ START_TEST(defaults_are_the_documented_values)
 
 	ck_assert_ptr_nonnull(cfg);
 	ck_assert_str_eq(cfg->file, "");
+	ck_assert_str_eq(cfg->user, "");
+	ck_assert_int_eq(cfg->shutdown_timeout, 10);
 	ck_assert_str_eq(cfg->socket.path, "/run/smsgwd/smsgwd.sock");
 	ck_assert_int_eq(cfg->socket.mode, 0660);
 	ck_assert_str_eq(cfg->socket.group, "");
@@ -215,6 +220,8 @@ START_TEST(every_key_can_be_overridden)
 	struct config *cfg;
 
 	cfg = check_load_ok(
+	    "user = \"smsgw\";\n"
+	    "shutdown_timeout = 30;\n"
 	    "socket = {\n"
 	    "  path = \"/tmp/s.sock\"; mode = \"0600\"; group = \"smsgw\";\n"
 	    "  max_line = 1024; max_connections = 7; max_pending = 9;\n"
@@ -239,6 +246,8 @@ START_TEST(every_key_can_be_overridden)
 	    "  stats_interval = 0; mask_numbers = false;\n"
 	    "};\n");
 
+	ck_assert_str_eq(cfg->user, "smsgw");
+	ck_assert_int_eq(cfg->shutdown_timeout, 30);
 	ck_assert_str_eq(cfg->socket.path, "/tmp/s.sock");
 	ck_assert_int_eq(cfg->socket.mode, 0600);
 	ck_assert_str_eq(cfg->socket.group, "smsgw");
@@ -777,6 +786,159 @@ START_TEST(password_file_wins_over_credentials_directory)
 }
 END_TEST
 
+START_TEST(top_level_keys_are_checked)
+{
+	struct config *cfg;
+
+	cfg = check_load_ok("shutdown_timeout = 0;\nuser = \"_smsgw-1.x\";\n");
+	ck_assert_int_eq(cfg->shutdown_timeout, 0);
+	ck_assert_str_eq(cfg->user, "_smsgw-1.x");
+	config_free(cfg);
+
+	check_problems(
+	    "shutdown_timeout = 601;\n"
+	    "user = \"smsgw daemon\";\n",
+	    ":1: shutdown_timeout: 601 is above the maximum 600",
+	    ":2: user: \"smsgw daemon\" is not a user name: letters, digits, "
+	    "_, - and . only", NULL);
+	check_problems(
+	    "\n"
+	    "user = \"-x\";\n",
+	    ":2: user: \"-x\" is not a user name: it starts with -", NULL);
+	check_problems(
+	    "user = { name = \"smsgw\"; };\n"
+	    "shutdown_timeout = \"10\";\n",
+	    ":1: user: expected a string",
+	    ":2: shutdown_timeout: expected an integer", NULL);
+}
+END_TEST
+
+START_TEST(shutdown_timeout_is_no_longer_an_upstream_key)
+{
+	check_problems(
+	    "upstream = {\n"
+	    "  shutdown_timeout = 5;\n"
+	    "};\n"
+	    "socket = { user = \"x\"; };\n",
+	    ":2: unknown key 'upstream.shutdown_timeout'",
+	    ":4: unknown key 'socket.user'", NULL);
+}
+END_TEST
+
+struct check_diff {
+	char	 keys[1024];
+	char	 flags[64];
+	int	 calls;
+};
+
+static void
+check_diff_cb(void *arg, const char *key, int reloadable)
+{
+	struct check_diff *d = arg;
+	size_t n = strlen(d->keys);
+
+	snprintf(d->keys + n, sizeof(d->keys) - n, "%s%s", n ? "," : "", key);
+	n = strlen(d->flags);
+	snprintf(d->flags + n, sizeof(d->flags) - n, "%d", reloadable);
+	d->calls++;
+}
+
+START_TEST(diff_of_equal_configurations_is_empty)
+{
+	struct config *a = config_defaults(), *b;
+	struct check_diff d;
+
+	b = check_load_ok("log = { level = \"info\"; };\n");
+	memset(&d, 0, sizeof(d));
+	config_diff(a, b, check_diff_cb, &d);
+	ck_assert_int_eq(d.calls, 0);
+	config_free(a);
+	config_free(b);
+}
+END_TEST
+
+START_TEST(diff_names_each_changed_key_with_its_reload_flag)
+{
+	struct config *a, *b;
+	struct check_diff d;
+
+	a = check_load_ok(
+	    "upstream = { password = \"old-secret\"; timeout = 5; };\n");
+	b = check_load_ok(
+	    "user = \"smsgw\";\n"
+	    "socket = { path = \"/tmp/other.sock\"; mode = \"0600\"; };\n"
+	    "upstream = { password = \"new-secret\"; timeout = 5;\n"
+	    "  resend_ambiguous = false; };\n"
+	    "log = { level = \"debug\"; };\n");
+	memset(&d, 0, sizeof(d));
+	config_diff(a, b, check_diff_cb, &d);
+	ck_assert_str_eq(d.keys, "user,socket.path,socket.mode,"
+	    "upstream.password,upstream.resend_ambiguous,log.level");
+	ck_assert_str_eq(d.flags, "000111");
+	/* Only names reach the callback, never a value. */
+	ck_assert_ptr_null(strstr(d.keys, "secret"));
+	config_free(a);
+	config_free(b);
+}
+END_TEST
+
+START_TEST(keep_fixed_takes_the_running_values_of_restart_keys)
+{
+	struct config *a, *b;
+	struct check_diff d;
+
+	a = check_load_ok(
+	    "socket = { path = \"/tmp/a.sock\"; group = \"\"; };\n"
+	    "storage = { path = \"/tmp/a.db\"; };\n");
+	b = check_load_ok(
+	    "user = \"smsgw\";\n"
+	    "socket = { path = \"/tmp/b.sock\"; group = \"smsgw\";\n"
+	    "  max_line = 1024; };\n"
+	    "storage = { path = \"/tmp/b.db\"; retention = 60; };\n"
+	    "log = { level = \"debug\"; };\n");
+	ck_assert_int_eq(config_keep_fixed(b, a), 0);
+
+	ck_assert_str_eq(b->user, "");
+	ck_assert_str_eq(b->socket.path, "/tmp/a.sock");
+	ck_assert_str_eq(b->socket.group, "");
+	ck_assert_str_eq(b->storage.path, "/tmp/a.db");
+	ck_assert_int_eq(b->socket.max_line, 1024);
+	ck_assert_int_eq(b->storage.retention, 60);
+	ck_assert_str_eq(b->log.level, "debug");
+
+	memset(&d, 0, sizeof(d));
+	config_diff(a, b, check_diff_cb, &d);
+	ck_assert_str_eq(d.keys, "socket.max_line,storage.retention,"
+	    "log.level");
+	config_free(a);
+	config_free(b);
+}
+END_TEST
+
+START_TEST(only_socket_storage_path_and_user_need_a_restart)
+{
+	static const char *const restart[] = {
+		"user", "socket.path", "socket.mode", "socket.group",
+		"storage.path",
+	};
+	size_t i, j;
+	int want;
+
+	for (i = 0; i < sizeof(check_keys) / sizeof(check_keys[0]); i++) {
+		want = 1;
+		for (j = 0; j < sizeof(restart) / sizeof(restart[0]); j++)
+			if (strcmp(check_keys[i], restart[j]) == 0)
+				want = 0;
+		ck_assert_msg(config_key_reloadable(check_keys[i]) == want,
+		    "%s: reloadable is %d", check_keys[i],
+		    config_key_reloadable(check_keys[i]));
+	}
+	ck_assert_int_eq(config_key_reloadable("socket"), -1);
+	ck_assert_int_eq(config_key_reloadable("upstream.shutdown_timeout"),
+	    -1);
+}
+END_TEST
+
 static Suite *
 check_config_suite(void)
 {
@@ -818,6 +980,12 @@ check_config_suite(void)
 	tcase_add_test(tc, credentials_directory_supplies_the_password);
 	tcase_add_test(tc, credentials_directory_without_the_file_is_ignored);
 	tcase_add_test(tc, password_file_wins_over_credentials_directory);
+	tcase_add_test(tc, top_level_keys_are_checked);
+	tcase_add_test(tc, shutdown_timeout_is_no_longer_an_upstream_key);
+	tcase_add_test(tc, diff_of_equal_configurations_is_empty);
+	tcase_add_test(tc, diff_names_each_changed_key_with_its_reload_flag);
+	tcase_add_test(tc, keep_fixed_takes_the_running_values_of_restart_keys);
+	tcase_add_test(tc, only_socket_storage_path_and_user_need_a_restart);
 	suite_add_tcase(s, tc);
 	return s;
 }
