@@ -68,6 +68,8 @@ static const char	*config_check_level(const char *);
 static const char	*config_check_target(const char *);
 static const char	*config_check_mode(const char *);
 static const char	*config_check_user(const char *);
+static const char	*config_check_report_url(const char *);
+static const char	*config_check_address(const char *);
 
 /* The last argument: RELOAD when SIGHUP applies the key, RESTART if not. */
 #define RELOAD	1
@@ -123,6 +125,10 @@ static const struct config_key config_keys[] = {
 	    RELOAD),
 	BOOL("upstream.resend_ambiguous", upstream.resend_ambiguous, 1,
 	    RELOAD),
+	INT("upstream.balance_interval", upstream.balance_interval, 0, 86400,
+	    300, RELOAD),
+	INT("upstream.low_balance", upstream.low_balance, 0, 1000000000, 0,
+	    RELOAD),
 
 	INT("retry.max_attempts", retry.max_attempts, 1, 1000, 10, RELOAD),
 	INT("retry.base_ms", retry.base_ms, 1, 3600000, 1000, RELOAD),
@@ -133,11 +139,26 @@ static const struct config_key config_keys[] = {
 
 	INT("message.max_parts", message.max_parts, 1, 255, 8, RELOAD),
 
+	STR("dlr.listen", dlr.listen, 1, 64, "127.0.0.1:8025",
+	    config_check_address, RESTART),
+	STR("dlr.public_url", dlr.public_url, 0, 1024, "",
+	    config_check_report_url, RELOAD),
+	STR("dlr.token", dlr.token, 0, CONFIG_SECRET_MAX, "", NULL, RELOAD),
+	STR("dlr.inbound_token", dlr.inbound_token, 0, CONFIG_SECRET_MAX, "",
+	    NULL, RELOAD),
+	INT("dlr.mask", dlr.mask, 1, 31, 19, RELOAD),
+
+	STR("metrics.listen", metrics.listen, 0, 64, "",
+	    config_check_address, RESTART),
+	BOOL("metrics.allow_remote", metrics.allow_remote, 0, RESTART),
+
 	STR("log.level", log.level, 1, 16, "info", config_check_level,
 	    RELOAD),
 	STR("log.target", log.target, 1, PATH_MAX - 1, "stderr",
 	    config_check_target, RELOAD),
 	INT("log.stats_interval", log.stats_interval, 0, 86400, 60, RELOAD),
+	INT("log.queue_age_warn", log.queue_age_warn, 0, 31536000, 600,
+	    RELOAD),
 	BOOL("log.mask_numbers", log.mask_numbers, 1, RELOAD),
 };
 
@@ -149,6 +170,37 @@ static const struct config_key config_keys[] = {
 #undef RESTART
 
 #define CONFIG_NKEYS	(sizeof(config_keys) / sizeof(config_keys[0]))
+
+/* A delivery report URL: the upstream replaces every %d in it. */
+static const char *
+config_check_report_url(const char *v)
+{
+	if (v[0] == '\0')
+		return NULL;
+	if (strstr(v, "%d") != NULL || strstr(v, "%D") != NULL)
+		return "must not contain %d: the upstream replaces it";
+	return config_check_url(v);
+}
+
+/* "host:port" with a numeric IPv4 host, or "[v6]:port". */
+static const char *
+config_check_address(const char *v)
+{
+	const char *colon = strrchr(v, ':');
+	char *end;
+	long port;
+
+	if (v[0] == '\0')
+		return NULL;
+	if (colon == NULL || colon == v)
+		return "is not host:port, such as 127.0.0.1:8025";
+	port = strtol(colon + 1, &end, 10);
+	if (*end != '\0' || colon[1] == '\0' || port < 0 || port > 65535)
+		return "has no port from 0 to 65535";
+	if (v[0] == '[' && colon[-1] != ']')
+		return "is not host:port, such as [::1]:8025";
+	return NULL;
+}
 
 static const char *
 config_check_url(const char *v)
@@ -291,6 +343,10 @@ config_int_of(const struct config *cfg, const struct config_key *k)
 {
 	return *(const int *)(const void *)((const char *)cfg + k->offset);
 }
+
+static void	config_vproblem(struct config_loader *, const char *,
+		    unsigned int, const char *, va_list)
+		    __attribute__((format(printf, 4, 0)));
 
 static void
 config_vproblem(struct config_loader *ld, const char *file, unsigned int line,
@@ -557,6 +613,19 @@ config_check_order(struct config_loader *ld, const char *low,
 		    lv, high, hv);
 }
 
+/* Reports cannot be authenticated without a secret to sign them. */
+static void
+config_check_dlr(struct config_loader *ld)
+{
+	size_t u = config_index("dlr.public_url");
+
+	if (ld->bad[u] || ld->cfg->dlr.public_url[0] == '\0' ||
+	    ld->cfg->dlr.token[0] != '\0')
+		return;
+	config_problem(ld, ld->given[u],
+	    "dlr.public_url: needs dlr.token, the secret that signs reports");
+}
+
 /*
  * Reads a secret file into *out, without one trailing newline. Returns
  * NULL, or why it could not (errno's text or a reason of its own).
@@ -745,6 +814,7 @@ config_parse(struct config_loader *ld)
 	config_walk(ld, config_root_setting(&lc));
 	config_check_order(ld, "retry.base_ms", "retry.cap_ms");
 	config_check_order(ld, "retry.validity", "retry.max_validity");
+	config_check_dlr(ld);
 	if (!ld->bad[config_index("upstream.password")] &&
 	    !ld->bad[config_index("upstream.password_file")])
 		config_load_password(ld);

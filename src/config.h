@@ -38,6 +38,8 @@ struct config {
 		int	 timeout;		/* seconds, whole request */
 		int	 connect_timeout;	/* seconds */
 		int	 resend_ambiguous;	/* boolean */
+		int	 balance_interval;	/* seconds, 0 turns it off */
+		int	 low_balance;		/* warn below this; 0 off */
 	} upstream;
 
 	struct {
@@ -53,9 +55,23 @@ struct config {
 	} message;
 
 	struct {
+		char	*listen;	/* started with public_url or inbound */
+		char	*public_url;	/* "" sends no report_url */
+		char	*token;		/* signs report tokens */
+		char	*inbound_token;	/* "" refuses inbound messages */
+		int	 mask;
+	} dlr;
+
+	struct {
+		char	*listen;	/* "" turns the endpoint off */
+		int	 allow_remote;	/* boolean */
+	} metrics;
+
+	struct {
 		char	*level;
 		char	*target;	/* "stderr", "syslog" or a file path */
 		int	 stats_interval;	/* seconds, 0 turns it off */
+		int	 queue_age_warn;	/* seconds, 0 turns it off */
 		int	 mask_numbers;	/* boolean */
 	} log;
 };

@@ -14,10 +14,12 @@
 
 #include "config.h"
 #include "dispatch.h"
+#include "dlr.h"
 #include "gateway.h"
 #include "http.h"
 #include "limiter.h"
 #include "log.h"
+#include "metrics.h"
 #include "panacea.h"
 #include "protocol.h"
 #include "queue.h"
@@ -40,7 +42,9 @@
 #define DISPATCH_RESTART_MS		1000
 /* Latency samples kept for the percentiles of the last minute. */
 #define DISPATCH_SAMPLES		1024
-#define DISPATCH_MINUTE			60
+#define DISPATCH_WINDOW			300	/* seconds of counts kept */
+/* Limit changes kept for stats. */
+#define DISPATCH_CHANGES		8
 /* How often waiting messages are checked for the end of their validity. */
 #define DISPATCH_EXPIRE_MS		1000
 
@@ -57,8 +61,13 @@ static const char *dispatch_counter_names[COUNT_MAX] = {
 	"sent", "throttled", "retried", "failed", "expired"
 };
 
+/* Upper bounds of the latency histogram's buckets, in seconds. */
+static const double dispatch_latency_bounds[] = {
+	0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30
+};
+
 struct dispatch_job {
-	TAILQ_ENTRY(dispatch_job)	 entry;
+	TAILQ_ENTRY(dispatch_job)	 entry;	/* committing, or in flight */
 	struct dispatch			*d;
 	struct store_message		 m;	/* without its text */
 	struct queue_item		 item;
@@ -71,6 +80,12 @@ TAILQ_HEAD(dispatch_jobs, dispatch_job);
 struct dispatch_second {
 	int64_t		 second;
 	uint32_t	 counts[COUNT_MAX];
+};
+
+struct dispatch_change {
+	int64_t		 at;		/* wall-clock ms */
+	int		 from;
+	int		 to;
 };
 
 struct dispatch_sample {
@@ -92,6 +107,7 @@ struct dispatch {
 	struct event		*stats;
 	struct event		*expire;
 	struct dispatch_jobs	 committing;	/* marked, waiting for commit */
+	struct dispatch_jobs	 running;	/* requests in flight */
 	size_t			 inflight;
 	int			 stopping;
 
@@ -108,7 +124,18 @@ struct dispatch {
 	size_t			 unbilled_next;
 
 	uint64_t		 totals[COUNT_MAX];
-	struct dispatch_second	 seconds[DISPATCH_MINUTE];
+	struct dispatch_second	 seconds[DISPATCH_WINDOW];
+	struct dispatch_change	 changes[DISPATCH_CHANGES];
+	size_t			 nchanges;
+	struct event		*balance;
+	int			 balance_wanted;
+	int			 balance_querying;
+	int			 has_balance;
+	double			 balance_value;
+	int			 balance_low;	/* warned about it */
+	struct metrics_histogram latency;
+	uint64_t		 latency_counts[13];
+	uint64_t		 outcomes[PANACEA_HOLD + 1];
 	struct dispatch_sample	 samples[DISPATCH_SAMPLES];
 	size_t			 sample_next;
 	uint64_t		 requests;
@@ -116,6 +143,7 @@ struct dispatch {
 
 static void	dispatch_pump_soon(struct dispatch *);
 static void	dispatch_start(struct dispatch *, struct dispatch_job *);
+static void	dispatch_balance_query(struct dispatch *);
 
 static void
 dispatch_timer_add(struct event *ev, int64_t ms)
@@ -131,7 +159,7 @@ static void
 dispatch_count(struct dispatch *d, enum dispatch_counter c)
 {
 	int64_t second = util_mono_ms() / 1000;
-	struct dispatch_second *s = &d->seconds[second % DISPATCH_MINUTE];
+	struct dispatch_second *s = &d->seconds[second % DISPATCH_WINDOW];
 
 	if (s->second != second) {
 		memset(s, 0, sizeof(*s));
@@ -141,17 +169,45 @@ dispatch_count(struct dispatch *d, enum dispatch_counter c)
 	d->totals[c]++;
 }
 
+/* Counts C over the last SECONDS seconds (at most DISPATCH_WINDOW). */
 static uint64_t
-dispatch_last_minute(const struct dispatch *d, enum dispatch_counter c)
+dispatch_last(const struct dispatch *d, enum dispatch_counter c,
+    int64_t seconds)
 {
 	int64_t second = util_mono_ms() / 1000;
 	uint64_t n = 0;
 	size_t i;
 
-	for (i = 0; i < DISPATCH_MINUTE; i++)
-		if (d->seconds[i].second > second - DISPATCH_MINUTE)
+	for (i = 0; i < DISPATCH_WINDOW; i++)
+		if (d->seconds[i].second > second - seconds)
 			n += d->seconds[i].counts[c];
 	return n;
+}
+
+static uint64_t
+dispatch_last_minute(const struct dispatch *d, enum dispatch_counter c)
+{
+	return dispatch_last(d, c, 60);
+}
+
+/* Remembers a change of the concurrency limit, for stats. */
+static void
+dispatch_limit_changed(struct dispatch *d, int from)
+{
+	struct dispatch_change *c;
+	int to = limiter_limit(d->limiter);
+
+	if (to == from)
+		return;
+	if (d->nchanges == DISPATCH_CHANGES) {
+		memmove(&d->changes[0], &d->changes[1],
+		    sizeof(d->changes[0]) * (DISPATCH_CHANGES - 1));
+		d->nchanges--;
+	}
+	c = &d->changes[d->nchanges++];
+	c->at = util_now_ms();
+	c->from = from;
+	c->to = to;
 }
 
 static int
@@ -186,6 +242,7 @@ dispatch_sample(struct dispatch *d, int64_t latency)
 	s->at = util_mono_ms();
 	s->latency = latency;
 	d->sample_next = (d->sample_next + 1) % DISPATCH_SAMPLES;
+	metrics_histogram_observe(&d->latency, (double)latency / 1000.0);
 }
 
 /*
@@ -450,6 +507,7 @@ dispatch_throttled(struct dispatch *d, struct dispatch_job *job,
 	int before = limiter_limit(d->limiter);
 
 	limiter_throttled(d->limiter, util_mono_ms(), job->inflight, latency);
+	dispatch_limit_changed(d, before);
 	dispatch_count(d, COUNT_THROTTLED);
 	if (limiter_limit(d->limiter) != before)
 		log_info("upstream throttled code=%d limit=%d->%d inflight=%zu",
@@ -468,8 +526,9 @@ dispatch_done(void *arg, const struct http_response *resp)
 	struct dispatch *d = job->d;
 	struct panacea_result r;
 	int64_t retry_after = -1;
-	int ambiguous = 0;
+	int ambiguous = 0, limit;
 
+	TAILQ_REMOVE(&d->running, job, entry);
 	d->inflight--;
 	if (resp->ok)
 		panacea_classify_send(resp->status, resp->body, resp->body_len,
@@ -483,6 +542,7 @@ dispatch_done(void *arg, const struct http_response *resp)
 		    util_now_ms());
 	job->m.has_last_code = r.has_code;
 	job->m.last_code = r.code;
+	d->outcomes[r.outcome]++;
 
 	/* Only answers without an envelope say the upstream is away. */
 	d->failures = r.outcome == PANACEA_RETRY && !r.has_code ?
@@ -491,8 +551,10 @@ dispatch_done(void *arg, const struct http_response *resp)
 	switch (r.outcome) {
 	case PANACEA_SENT:
 		job->m.attempts++;
+		limit = limiter_limit(d->limiter);
 		limiter_success(d->limiter, util_mono_ms(), job->inflight,
 		    resp->latency_ms);
+		dispatch_limit_changed(d, limit);
 		dispatch_sample(d, resp->latency_ms);
 		dispatch_sent(d, job, &r, resp->latency_ms);
 		break;
@@ -528,6 +590,7 @@ dispatch_take(struct dispatch *d, const struct queue_item *item)
 	struct dispatch_job *job;
 	struct panacea_account a;
 	const char *sender;
+	char *report;
 	int found;
 
 	if ((job = calloc(1, sizeof(*job))) == NULL)
@@ -553,8 +616,17 @@ dispatch_take(struct dispatch *d, const struct queue_item *item)
 
 	dispatch_account(d, &a);
 	sender = job->m.sender[0] ? job->m.sender : d->cfg->upstream.sender;
+	report = NULL;
+	if (d->cfg->dlr.public_url[0] != '\0' &&
+	    (report = dlr_report_url(d->cfg->dlr.public_url, d->cfg->dlr.token,
+	    job->m.id)) == NULL) {
+		store_clear(&job->m);
+		free(job);
+		return NULL;
+	}
 	job->url = panacea_send_url(&a, job->m.to, job->m.text,
-	    job->m.text_len, sender, NULL, 0);
+	    job->m.text_len, sender, report, d->cfg->dlr.mask);
+	free(report);
 	store_clear(&job->m);
 	job->m.next_attempt = 0;
 	if (job->url == NULL ||
@@ -596,9 +668,13 @@ dispatch_pump(struct dispatch *d)
 		return;
 	}
 
-	busy = d->inflight;
+	busy = d->inflight + (size_t)d->balance_querying;
 	TAILQ_FOREACH(job, &d->committing, entry)
 		busy++;
+	if (d->balance_wanted && busy < (size_t)limiter_limit(d->limiter)) {
+		dispatch_balance_query(d);
+		busy += (size_t)d->balance_querying;
+	}
 	while (busy < (size_t)limiter_limit(d->limiter) &&
 	    queue_pop(d->queue, &item)) {
 		if ((job = dispatch_take(d, &item)) == NULL)
@@ -652,6 +728,7 @@ dispatch_start(struct dispatch *d, struct dispatch_job *job)
 		dispatch_job_free(job);
 		return;
 	}
+	TAILQ_INSERT_TAIL(&d->running, job, entry);
 	d->inflight++;
 	d->requests++;
 }
@@ -678,6 +755,8 @@ static void
 dispatch_stats_reply(void *arg, struct protocol_reply *r)
 {
 	struct dispatch *d = arg;
+	char when[32];
+	size_t n;
 	int i;
 
 	protocol_reply_int(r, "inflight", (int64_t)d->inflight);
@@ -692,6 +771,25 @@ dispatch_stats_reply(void *arg, struct protocol_reply *r)
 		protocol_reply_int(r, dispatch_counter_names[i],
 		    (int64_t)dispatch_last_minute(d, i));
 	protocol_reply_close(r);
+	protocol_reply_open(r, "last_5_minutes");
+	for (i = 0; i < COUNT_MAX; i++)
+		protocol_reply_int(r, dispatch_counter_names[i],
+		    (int64_t)dispatch_last(d, i, DISPATCH_WINDOW));
+	protocol_reply_close(r);
+	protocol_reply_open_array(r, "limit_changes");
+	for (n = 0; n < d->nchanges; n++) {
+		protocol_reply_open(r, NULL);
+		util_iso8601(d->changes[n].at, when, sizeof(when));
+		protocol_reply_string(r, "at", when);
+		protocol_reply_int(r, "from", d->changes[n].from);
+		protocol_reply_int(r, "to", d->changes[n].to);
+		protocol_reply_close(r);
+	}
+	protocol_reply_close_array(r);
+	if (d->has_balance)
+		protocol_reply_double(r, "balance", d->balance_value);
+	else
+		protocol_reply_null(r, "balance");
 	protocol_reply_open(r, "latency_ms");
 	protocol_reply_int(r, "p50", dispatch_percentile(d, 50));
 	protocol_reply_int(r, "p99", dispatch_percentile(d, 99));
@@ -733,6 +831,23 @@ dispatch_expirecb(evutil_socket_t fd, short what, void *arg)
 	dispatch_timer_add(d->expire, DISPATCH_EXPIRE_MS);
 }
 
+/* A queue that does not move is worth a warning, whatever the cause. */
+static void
+dispatch_check_age(struct dispatch *d)
+{
+	const int64_t *counts = gateway_counts(d->gw);
+	int64_t created, age;
+
+	if (d->cfg->log.queue_age_warn <= 0 ||
+	    store_oldest(d->store, &created) != 1)
+		return;
+	age = (util_now_ms() - created) / 1000;
+	if (age > d->cfg->log.queue_age_warn)
+		log_warn("queue old-messages oldest_s=%" PRId64 " queued=%" PRId64
+		    " hold=%s", age, counts[MESSAGE_QUEUED],
+		    d->hold ? d->hold_reason : "no");
+}
+
 static void
 dispatch_statscb(evutil_socket_t fd, short what, void *arg)
 {
@@ -751,8 +866,135 @@ dispatch_statscb(evutil_socket_t fd, short what, void *arg)
 	    dispatch_last_minute(d, COUNT_RETRIED),
 	    dispatch_last_minute(d, COUNT_FAILED),
 	    d->hold ? d->hold_reason : "no");
+	dispatch_check_age(d);
 	if (tv.tv_sec > 0)
 		evtimer_add(d->stats, &tv);
+}
+
+static void
+dispatch_balance_arm(struct dispatch *d)
+{
+	if (d->cfg->upstream.balance_interval > 0)
+		dispatch_timer_add(d->balance,
+		    (int64_t)d->cfg->upstream.balance_interval * 1000);
+	else
+		evtimer_del(d->balance);
+}
+
+static void
+dispatch_balance_done(void *arg, const struct http_response *resp)
+{
+	struct dispatch *d = arg;
+	struct panacea_result r;
+	int low;
+
+	d->balance_querying = 0;
+	dispatch_pump_soon(d);
+	if (!resp->ok)
+		panacea_classify_transport(resp->reason, &r);
+	else
+		panacea_classify_balance(resp->status, resp->body,
+		    resp->body_len, &r);
+	if (r.outcome != PANACEA_SENT || !r.has_balance) {
+		log_warn("upstream balance-failed reason=%s code=%d", r.reason,
+		    r.has_code ? r.code : 0);
+		return;
+	}
+	d->has_balance = 1;
+	d->balance_value = r.balance;
+	low = d->cfg->upstream.low_balance > 0 &&
+	    r.balance < d->cfg->upstream.low_balance;
+	if (low)
+		log_warn("upstream low-balance balance=%.2f low_balance=%d",
+		    r.balance, d->cfg->upstream.low_balance);
+	else if (d->balance_low)
+		log_notice("upstream balance-restored balance=%.2f",
+		    r.balance);
+	else
+		log_info("upstream balance balance=%.2f", r.balance);
+	d->balance_low = low;
+}
+
+/*
+ * Asks for the account balance. The query takes one of the upstream's
+ * slots like a send, so it waits for a free one (see dispatch_pump).
+ */
+static void
+dispatch_balance_query(struct dispatch *d)
+{
+	struct panacea_account a;
+	int64_t now = util_mono_ms();
+	char *url;
+
+	d->balance_wanted = 0;
+	if (dispatch_unbilled_wait(d, now) > 0)
+		return;
+	dispatch_account(d, &a);
+	if ((url = panacea_balance_url(&a)) == NULL)
+		return;
+	if (http_get(d->http, url, dispatch_balance_done, d) == 0) {
+		dispatch_unbilled_take(d, now);
+		d->balance_querying = 1;
+	}
+	free(url);
+}
+
+static void
+dispatch_balancecb(evutil_socket_t fd, short what, void *arg)
+{
+	struct dispatch *d = arg;
+
+	(void)fd;
+	(void)what;
+	dispatch_balance_arm(d);
+
+	/* A hold probes the balance already; leave the budget to it. */
+	if (d->hold || d->stopping || d->balance_querying)
+		return;
+	d->balance_wanted = 1;
+	dispatch_pump_soon(d);
+}
+
+void
+dispatch_metrics(const struct dispatch *d, struct metrics_page *page)
+{
+	static const char *outcomes[] = {
+		"sent", "throttled", "retry", "failed", "hold"
+	};
+	struct metrics_label label[2] = { { "outcome", NULL },
+	    { NULL, NULL } };
+	size_t i;
+
+	metrics_family(page, "smsgw_upstream_requests_total", "counter",
+	    "Answers from the upstream (or their absence), by outcome.");
+	for (i = 0; i <= PANACEA_HOLD; i++) {
+		label[0].value = outcomes[i];
+		metrics_sample(page, "smsgw_upstream_requests_total", label,
+		    (double)d->outcomes[i]);
+	}
+	metrics_family(page, "smsgw_inflight", "gauge",
+	    "Requests to the upstream in flight.");
+	metrics_sample(page, "smsgw_inflight", NULL, (double)d->inflight);
+	metrics_family(page, "smsgw_concurrency_limit", "gauge",
+	    "How many requests may be in flight at once now.");
+	metrics_sample(page, "smsgw_concurrency_limit", NULL,
+	    limiter_limit(d->limiter));
+	metrics_family(page, "smsgw_throttled_total", "counter",
+	    "Throttle answers (-4096, -8192) from the upstream.");
+	metrics_sample(page, "smsgw_throttled_total", NULL,
+	    (double)limiter_throttles(d->limiter));
+	metrics_family(page, "smsgw_hold", "gauge",
+	    "1 while sending is on hold, else 0.");
+	metrics_sample(page, "smsgw_hold", NULL, d->hold);
+	if (d->has_balance) {
+		metrics_family(page, "smsgw_balance", "gauge",
+		    "The account balance the upstream last reported.");
+		metrics_sample(page, "smsgw_balance", NULL, d->balance_value);
+	}
+	metrics_family(page, "smsgw_upstream_latency_seconds", "histogram",
+	    "Time from the start of a send to the upstream's answer.");
+	metrics_histogram_write(page, "smsgw_upstream_latency_seconds", NULL,
+	    &d->latency);
 }
 
 static void
@@ -784,6 +1026,11 @@ dispatch_new(struct event_base *base, const struct config *cfg,
 	d->store = gateway_store(gw);
 	d->queue = gateway_queue(gw);
 	TAILQ_INIT(&d->committing);
+	TAILQ_INIT(&d->running);
+	d->latency.bounds = dispatch_latency_bounds;
+	d->latency.nbounds = sizeof(dispatch_latency_bounds) /
+	    sizeof(dispatch_latency_bounds[0]);
+	d->latency.counts = d->latency_counts;
 
 	dispatch_http_options(cfg, &o);
 	if ((d->http = http_new(base, &o, err, errlen)) == NULL)
@@ -794,13 +1041,17 @@ dispatch_new(struct event_base *base, const struct config *cfg,
 	    (d->wake = evtimer_new(base, dispatch_pumpcb, d)) == NULL ||
 	    (d->probe = evtimer_new(base, dispatch_probecb, d)) == NULL ||
 	    (d->stats = evtimer_new(base, dispatch_statscb, d)) == NULL ||
-	    (d->expire = evtimer_new(base, dispatch_expirecb, d)) == NULL) {
+	    (d->expire = evtimer_new(base, dispatch_expirecb, d)) == NULL ||
+	    (d->balance = evtimer_new(base, dispatch_balancecb, d)) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
 	if (tv.tv_sec > 0)
 		evtimer_add(d->stats, &tv);
 	dispatch_timer_add(d->expire, DISPATCH_EXPIRE_MS);
+	/* A first balance soon after start, then every interval. */
+	if (cfg->upstream.balance_interval > 0)
+		dispatch_timer_add(d->balance, 1000);
 
 	hooks.kick = dispatch_kick;
 	hooks.committed = dispatch_committed;
@@ -828,6 +1079,12 @@ dispatch_configure(struct dispatch *d, const struct config *cfg)
 	dispatch_http_options(cfg, &o);
 	http_set_options(d->http, &o);
 	limiter_set_max(d->limiter, cfg->upstream.max_concurrency);
+	if (cfg->log.stats_interval > 0)
+		dispatch_timer_add(d->stats,
+		    (int64_t)cfg->log.stats_interval * 1000);
+	else
+		evtimer_del(d->stats);
+	dispatch_balance_arm(d);
 	if (account)
 		dispatch_hold_leave(d, "configuration-changed");
 	dispatch_pump_soon(d);
@@ -872,8 +1129,12 @@ dispatch_free(struct dispatch *d)
 		dispatch_job_free(job);
 	}
 
-	/* In-flight jobs are owned by their requests: freed with them. */
+	/* Aborted requests call nobody back: their jobs go here. */
 	http_free(d->http);
+	while ((job = TAILQ_FIRST(&d->running)) != NULL) {
+		TAILQ_REMOVE(&d->running, job, entry);
+		dispatch_job_free(job);
+	}
 	limiter_free(d->limiter);
 	if (d->pump != NULL)
 		event_free(d->pump);
@@ -885,5 +1146,7 @@ dispatch_free(struct dispatch *d)
 		event_free(d->stats);
 	if (d->expire != NULL)
 		event_free(d->expire);
+	if (d->balance != NULL)
+		event_free(d->balance);
 	free(d);
 }

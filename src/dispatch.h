@@ -11,6 +11,7 @@
 struct event_base;
 struct config;
 struct gateway;
+struct metrics_page;
 
 struct dispatch;
 
@@ -26,6 +27,9 @@ void		 dispatch_configure(struct dispatch *, const struct config *);
 /* Starts no new request from now on; those in flight go on. */
 void		 dispatch_stop(struct dispatch *);
 size_t		 dispatch_inflight(const struct dispatch *);
+/* Writes the dispatcher's metric families to PAGE. */
+void		 dispatch_metrics(const struct dispatch *,
+		    struct metrics_page *page);
 /* Why sending is on hold ("out-of-credit"), or NULL when it is not. */
 const char	*dispatch_hold_reason(const struct dispatch *);
 /* Aborts what is still in flight: those messages stay sending, and are

@@ -333,7 +333,7 @@ dlr_parse_id(const char *s, int64_t *id)
 			return -1;
 		v = v << 4 | (uint64_t)d;
 	}
-	if (v == 0)
+	if (v == 0 || v > INT64_MAX)
 		return -1;
 	*id = (int64_t)v;
 	return 0;

@@ -19,6 +19,7 @@
 #include "dlr.h"
 #include "gateway.h"
 #include "log.h"
+#include "metrics.h"
 #include "protocol.h"
 #include "queue.h"
 #include "store.h"
@@ -80,6 +81,7 @@ struct gateway {
 	size_t			 early_next;	/* the slot reused when full */
 	uint64_t		 reports;
 	uint64_t		 inbound;
+	uint64_t		 entered[MESSAGE_STATE_MAX];
 };
 
 static const unsigned gateway_moves[MESSAGE_STATE_MAX] = {
@@ -149,6 +151,7 @@ gateway_transition(struct gateway *gw, struct store_message *m,
 	}
 	gw->counts[from]--;
 	gw->counts[to]++;
+	gw->entered[to]++;
 	gateway_want_commit(gw);
 	return 0;
 }
@@ -559,6 +562,7 @@ gateway_commitcb(evutil_socket_t fd, short what, void *arg)
 			gateway_undo(gw, w);
 		else {
 			if (w->kind == WAITING_SEND) {
+				gw->entered[MESSAGE_QUEUED]++;
 				if (queue_push(gw->queue, &w->item) == -1)
 					log_crit("queue push-failed "
 					    "id=%016" PRIx64 " reason=no-memory",
@@ -870,6 +874,56 @@ void
 gateway_shutdown(struct gateway *gw)
 {
 	gw->shutting_down = 1;
+}
+
+void
+gateway_metrics(const struct gateway *gw, struct metrics_page *page)
+{
+	struct metrics_label label[2] = { { "state", NULL }, { NULL, NULL } };
+	static const char *priorities[] = { "normal", "high" };
+	int i;
+
+	metrics_family(page, "smsgw_messages_total", "counter",
+	    "Messages that entered each state since the daemon started.");
+	for (i = 0; i < MESSAGE_STATE_MAX; i++) {
+		label[0].value = message_state_name(i);
+		metrics_sample(page, "smsgw_messages_total", label,
+		    (double)gw->entered[i]);
+	}
+	metrics_family(page, "smsgw_messages", "gauge",
+	    "Messages in the store, by state.");
+	for (i = 0; i < MESSAGE_STATE_MAX; i++) {
+		label[0].value = message_state_name(i);
+		metrics_sample(page, "smsgw_messages", label,
+		    (double)gw->counts[i]);
+	}
+	label[0].key = "priority";
+	metrics_family(page, "smsgw_queue_depth", "gauge",
+	    "Messages ready to be sent, by priority.");
+	for (i = 0; i < 2; i++) {
+		label[0].value = priorities[i];
+		metrics_sample(page, "smsgw_queue_depth", label,
+		    (double)queue_ready_priority(gw->queue, i));
+	}
+	metrics_family(page, "smsgw_queue_deferred", "gauge",
+	    "Messages waiting for a retry.");
+	metrics_sample(page, "smsgw_queue_deferred", NULL,
+	    (double)queue_deferred(gw->queue));
+	metrics_family(page, "smsgw_delivery_reports_total", "counter",
+	    "Delivery reports taken by the listener.");
+	metrics_sample(page, "smsgw_delivery_reports_total", NULL,
+	    (double)gw->reports);
+	metrics_family(page, "smsgw_inbound_total", "counter",
+	    "Inbound messages stored.");
+	metrics_sample(page, "smsgw_inbound_total", NULL, (double)gw->inbound);
+	metrics_family(page, "smsgw_store_commit_failures_total", "counter",
+	    "Commits of the store that failed.");
+	metrics_sample(page, "smsgw_store_commit_failures_total", NULL,
+	    (double)gw->commit_failures);
+	metrics_family(page, "smsgw_uptime_seconds", "gauge",
+	    "Seconds since the daemon started.");
+	metrics_sample(page, "smsgw_uptime_seconds", NULL,
+	    (double)(util_mono_ms() - gw->started) / 1000.0);
 }
 
 struct store *

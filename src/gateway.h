@@ -15,6 +15,7 @@ struct event_base;
 struct config;
 struct control_slot;
 struct dlr_inbound;
+struct metrics_page;
 struct protocol_request;
 struct protocol_reply;
 struct queue;
@@ -83,6 +84,9 @@ int		 gateway_deliver(struct gateway *, struct store_message *m,
 		    int code);
 /* Stores an inbound message durably: 200, or 503 on failure. */
 int		 gateway_inbound(struct gateway *, const struct dlr_inbound *);
+
+/* Writes the gateway's metric families (messages, queue) to PAGE. */
+void		 gateway_metrics(const struct gateway *, struct metrics_page *);
 
 /* Makes sure a commit runs at the end of this loop pass. */
 void		 gateway_want_commit(struct gateway *);

@@ -25,7 +25,7 @@ enum message_encoding {
 };
 
 #define MESSAGE_NUMBER_MAX	17	/* "+" 15 digits NUL */
-#define MESSAGE_SENDER_MAX	17	/* "+" 16 digits, or 11 chars, NUL */
+#define MESSAGE_SENDER_MAX	18	/* "+" 16 digits, or 11 chars, NUL */
 #define MESSAGE_REF_MAX		128
 
 /* "queued", "sending", ...; "unknown" out of range. */

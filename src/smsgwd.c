@@ -19,8 +19,10 @@
 #include "config.h"
 #include "control.h"
 #include "dispatch.h"
+#include "dlr.h"
 #include "gateway.h"
 #include "log.h"
+#include "metrics.h"
 #include "protocol.h"
 #include "service.h"
 #include "store.h"
@@ -44,6 +46,8 @@ struct smsgwd {
 	struct gateway		*gateway;
 	struct control		*control;
 	struct dispatch		*dispatch;
+	struct dlr		*dlr;
+	struct metrics		*metrics;
 	struct event		*drain;
 	int64_t			 drain_deadline;
 	struct event		*sigterm;
@@ -209,6 +213,14 @@ smsgwd_changed(void *arg, const char *key, int reloadable)
 
 /* One line per problem of a configuration that did not load. */
 static void
+smsgwd_dlr_options(const struct config *cfg, struct dlr_options *o)
+{
+	o->listen = cfg->dlr.listen;
+	o->secret = cfg->dlr.token;
+	o->inbound_token = cfg->dlr.inbound_token;
+}
+
+static void
 smsgwd_reload_problems(const char *file, const char *problems)
 {
 	char efile[PATH_MAX], what[1024];
@@ -276,6 +288,7 @@ smsgwd_reload(struct smsgwd *d)
 	struct config *cfg, *old = d->cfg;
 	char *problems = NULL, err[256], why[sizeof(err) * 4], efile[PATH_MAX];
 	char state[64];
+	struct dlr_options o;
 
 	/* Newer systemd wants the time with it (Type=notify-reload). */
 	snprintf(state, sizeof(state), "RELOADING=1\nMONOTONIC_USEC=%lld",
@@ -312,6 +325,12 @@ smsgwd_reload(struct smsgwd *d)
 	gateway_configure(d->gateway, cfg);
 	dispatch_configure(d->dispatch, cfg);
 	control_configure(d->control, cfg, &limits);
+	if (d->dlr != NULL) {
+		smsgwd_dlr_options(cfg, &o);
+		dlr_set_options(d->dlr, &o);
+	} else if (cfg->dlr.public_url[0] != '\0' ||
+	    cfg->dlr.inbound_token[0] != '\0')
+		log_warn("config reload-incomplete reason=dlr-needs-restart");
 	d->cfg = cfg;
 	config_free(old);
 	smsgwd_status_arm(d);
@@ -466,6 +485,67 @@ smsgwd_signals(struct smsgwd *d)
 }
 
 static int
+smsgwd_dlr_report(void *arg, int64_t id, int code)
+{
+	return gateway_report(arg, id, code);
+}
+
+static int
+smsgwd_dlr_inbound(void *arg, const struct dlr_inbound *in)
+{
+	return gateway_inbound(arg, in);
+}
+
+static void
+smsgwd_metrics_fill(void *arg, struct metrics_page *page)
+{
+	struct smsgwd *d = arg;
+
+	gateway_metrics(d->gateway, page);
+	dispatch_metrics(d->dispatch, page);
+}
+
+/*
+ * The listeners for the upstream's calls and for scrapes, when the
+ * configuration asks for them.
+ */
+static int
+smsgwd_listeners(struct smsgwd *d)
+{
+	const struct config *cfg = d->cfg;
+	struct dlr_handler h = { smsgwd_dlr_report, smsgwd_dlr_inbound,
+	    d->gateway };
+	struct dlr_options o;
+	char err[256];
+
+	if (cfg->dlr.public_url[0] != '\0' || cfg->dlr.inbound_token[0] != '\0') {
+		smsgwd_dlr_options(cfg, &o);
+		if ((d->dlr = dlr_new(d->base, &o, &h, err, sizeof(err))) ==
+		    NULL) {
+			log_crit("dlr start-failed listen=%s error=%s",
+			    cfg->dlr.listen, err);
+			return -1;
+		}
+		log_info("dlr listening listen=%s port=%d reports=%s inbound=%s",
+		    cfg->dlr.listen, dlr_port(d->dlr),
+		    cfg->dlr.public_url[0] ? "yes" : "no",
+		    cfg->dlr.inbound_token[0] ? "yes" : "no");
+	}
+	if (cfg->metrics.listen[0] != '\0') {
+		if ((d->metrics = metrics_new(d->base, cfg->metrics.listen,
+		    cfg->metrics.allow_remote, smsgwd_metrics_fill, d, err,
+		    sizeof(err))) == NULL) {
+			log_crit("metrics start-failed listen=%s error=%s",
+			    cfg->metrics.listen, err);
+			return -1;
+		}
+		log_info("metrics listening listen=%s port=%d",
+		    cfg->metrics.listen, metrics_port(d->metrics));
+	}
+	return 0;
+}
+
+static int
 smsgwd_start(struct smsgwd *d)
 {
 	struct protocol_limits limits = smsgwd_limits(d->cfg);
@@ -523,6 +603,8 @@ smsgwd_start(struct smsgwd *d)
 		log_crit("dispatch start-failed error=%s", err);
 		return -1;
 	}
+	if (smsgwd_listeners(d) == -1)
+		return -1;
 	if ((d->drain = evtimer_new(d->base, smsgwd_draincb, d)) == NULL ||
 	    smsgwd_timers(d) == -1) {
 		log_crit("smsgwd start-failed reason=no-memory");
@@ -554,6 +636,8 @@ smsgwd_finish(struct smsgwd *d)
 		event_free(d->watchdog);
 	if (d->status != NULL)
 		event_free(d->status);
+	metrics_free(d->metrics);
+	dlr_free(d->dlr);
 	dispatch_free(d->dispatch);
 	if (d->gateway != NULL && gateway_flush(d->gateway) == -1)
 		rc = -1;

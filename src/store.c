@@ -89,6 +89,7 @@ enum store_stmt {
 	STORE_LOAD,
 	STORE_COUNT,
 	STORE_PRUNE,
+	STORE_OLDEST,
 	STORE_INBOX_INSERT,
 	STORE_INBOX_LIST,
 	STORE_INBOX_PRUNE,
@@ -119,6 +120,11 @@ static const char *const store_sql[STORE_NSTMT] = {
 	[STORE_PRUNE] = "DELETE FROM messages WHERE id IN (SELECT id"
 	    " FROM messages WHERE state NOT IN (0, 1) AND updated < ?"
 	    " ORDER BY updated LIMIT ?)",
+	[STORE_OLDEST] = "SELECT min(created) FROM (SELECT created FROM"
+	    " (SELECT created FROM messages WHERE state IN (0, 1)"
+	    " AND priority = 1 ORDER BY id LIMIT 1) UNION ALL"
+	    " SELECT created FROM (SELECT created FROM messages"
+	    " WHERE state IN (0, 1) AND priority = 0 ORDER BY id LIMIT 1))",
 	[STORE_INBOX_INSERT] = "INSERT INTO inbox (received, sender,"
 	    " recipient, charset, code, text) VALUES (?, ?, ?, ?, ?, ?)",
 	[STORE_INBOX_LIST] = "SELECT id, received, sender, recipient, charset,"
@@ -638,6 +644,28 @@ store_update(struct store *s, const struct store_message *m)
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * The oldest unfinished message of each priority is the first of its
+ * priority in the loading index, so this reads two rows, not the table.
+ */
+int
+store_oldest(struct store *s, int64_t *created)
+{
+	sqlite3_stmt *stmt = s->stmt[STORE_OLDEST];
+	int rc, found = 0;
+
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW && sqlite3_column_type(stmt, 0) != SQLITE_NULL) {
+		*created = sqlite3_column_int64(stmt, 0);
+		found = 1;
+	} else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		store_fail(s, NULL);
+		found = -1;
+	}
+	store_done(stmt);
+	return found;
 }
 
 int

@@ -121,6 +121,9 @@ int		 store_load(struct store *,
 		    int (*cb)(void *arg, const struct store_pending *p),
 		    void *arg);
 
+/* When the oldest unfinished message was created: 1, 0 none, -1. */
+int		 store_oldest(struct store *, int64_t *created);
+
 /* Fills counts (MESSAGE_STATE_MAX entries) with the messages per state. */
 int		 store_count(struct store *, int64_t *counts);
 

@@ -370,11 +370,11 @@ START_TEST(unknown_group_reports_its_line_once)
 	check_problems(
 	    "log = { level = \"info\"; };\n"
 	    "\n"
-	    "dlr = {\n"
+	    "sms = {\n"
 	    "  listen = \"127.0.0.1:8080\";\n"
 	    "  token = \"x\";\n"
 	    "};\n",
-	    ":3: unknown key 'dlr'", NULL);
+	    ":3: unknown key 'sms'", NULL);
 }
 END_TEST
 

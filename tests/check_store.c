@@ -925,6 +925,32 @@ START_TEST(test_inbox_lists_after_a_cursor_and_prunes_old_ones)
 }
 END_TEST
 
+START_TEST(test_oldest_unfinished_message_is_found_by_priority)
+{
+	struct store *s = open_store();
+	struct store_message m;
+	int64_t created = 0, a, b;
+
+	ck_assert_int_eq(store_oldest(s, &created), 0);
+	msg_init(&m, "", 0);
+	m.created = 5000;
+	ck_assert_int_eq(store_insert(s, &m), 0);
+	a = m.id;
+	msg_init(&m, "", 1);
+	m.created = 7000;
+	ck_assert_int_eq(store_insert(s, &m), 0);
+	b = m.id;
+	ck_assert_int_eq(store_oldest(s, &created), 1);
+	ck_assert_int_eq(created, 5000);
+	set_state(s, a, MESSAGE_SENT, 9000);
+	ck_assert_int_eq(store_oldest(s, &created), 1);
+	ck_assert_int_eq(created, 7000);
+	set_state(s, b, MESSAGE_FAILED, 9000);
+	ck_assert_int_eq(store_oldest(s, &created), 0);
+	store_close(s);
+}
+END_TEST
+
 static Suite *
 store_suite(void)
 {
@@ -942,6 +968,7 @@ store_suite(void)
 	tcase_add_test(tc, test_newer_user_version_is_refused);
 	tcase_add_test(tc, test_version_1_file_migrates_and_keeps_its_messages);
 	tcase_add_test(tc, test_report_fields_round_trip);
+	tcase_add_test(tc, test_oldest_unfinished_message_is_found_by_priority);
 	tcase_add_test(tc, test_inbox_lists_after_a_cursor_and_prunes_old_ones);
 	tcase_add_test(tc, test_non_database_file_is_refused);
 	tcase_add_test(tc, test_missing_directory_is_refused);
