@@ -208,6 +208,20 @@ START_TEST(bad_senders_are_invalid_sender)
 }
 END_TEST
 
+/* The longest sender once overflowed its field into the next one. */
+START_TEST(the_longest_sender_fits_its_field)
+{
+	struct protocol_request rq;
+
+	ck_assert_str_eq(parse("{\"op\":\"send\",\"to\":\"+27821234567\","
+	    "\"text\":\"x\",\"from\":\"+1234567890123456\","
+	    "\"priority\":\"high\"}", &rq), "ok");
+	ck_assert_str_eq(rq.from, "+1234567890123456");
+	ck_assert_int_eq(rq.priority, 1);
+	protocol_request_clear(&rq);
+}
+END_TEST
+
 START_TEST(missing_or_empty_text_is_empty_text)
 {
 	ck_assert_str_eq(code_of("{\"op\":\"send\",\"to\":\"+27821234567\"}"),
@@ -416,6 +430,7 @@ protocol_suite(void)
 	tcase_add_test(tc, wrong_field_types_are_bad_requests);
 	tcase_add_test(tc, bad_numbers_are_invalid_number);
 	tcase_add_test(tc, bad_senders_are_invalid_sender);
+	tcase_add_test(tc, the_longest_sender_fits_its_field);
 	tcase_add_test(tc, missing_or_empty_text_is_empty_text);
 	tcase_add_test(tc, nine_parts_are_text_too_long);
 	tcase_add_test(tc, unknown_fields_are_ignored_even_when_nested);
