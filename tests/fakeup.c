@@ -7,7 +7,8 @@
  *          [--tls-cert FILE --tls-key FILE] [--users u:p[,u2:p2...]]
  *          [--limit C] [--throttle-code CODE] [--latency-ms L]
  *          [--jitter-ms J] [--balance X] [--accept-log FILE]
- *          [--dlr-delay-ms D] [--dlr-codes 8,1] [--no-dlr]
+ *          [--dlr-delay-ms D] [--dlr-codes 8,1] [--dlr-early 0|1]
+ *          [--no-dlr]
  *          [--idle-timeout S]
  *
  * Port 0 (the default) picks a free port; once listening, fakeup writes the
@@ -31,7 +32,10 @@
  *       each code of --dlr-codes (only those in report_mask when that is
  *       given and > 0) is reported by GET report_url with "%d" replaced by
  *       the code, the first one --dlr-delay-ms after the answer, the next
- *       ones spaced by the same delay (http:// URLs only).
+ *       ones spaced by the same delay (http:// URLs only). --dlr-early 1
+ *       counts the first delay from the request's arrival instead, so
+ *       that with --latency-ms longer than --dlr-delay-ms the report
+ *       comes before the send's answer, as Panacea's can.
  *     message_status (message_id): details {"status":"4","cost":"1",
  *       "parts":"1"} for an id fakeup gave out, else -128.
  *     user_get_balance: details the balance as a string.
@@ -43,19 +47,26 @@
  *
  * The control interface, no authentication, answers JSON:
  *   /_control/set?limit=&latency_ms=&jitter_ms=&balance=&throttle_code=
- *     &dlr_delay_ms=&dlr_codes=   any subset, all or nothing -> {"ok":true}
+ *     &dlr_delay_ms=&dlr_codes=&dlr_early=   any subset, all or nothing
+ *     -> {"ok":true}
  *   A bad control request gets 400 (404: unknown) {"ok":false,"error":..}.
  *   /_control/fault?kind=K[&count=N][&retry_after=S][&code=C][&stall_ms=M]
- *     [&accept=1]   the next N (default 1) message_send requests that pass
+ *     [&drip_ms=D][&accept=1]   the next N (default 1) message_send
+ *     requests that pass
  *     authentication get fault K; faults queue in order; kind=clear drops
  *     the queue. accept=1 also accepts the message behind the fault.
  *     internal  status -16          code     status C (default -16)
- *     http500, http503, http429     that HTTP status, an HTML body, and
- *                                   Retry-After: S when retry_after given
+ *     http500, http502, http503, http429   that HTTP status, an HTML
+ *                                   body, and Retry-After: S when
+ *                                   retry_after given
  *     close     close the connection without an answer
  *     partial   headers and half of a "Sent" body, then close
+ *     reset     the same, then an RST instead of a FIN (SO_LINGER 0)
  *     stall     no answer for stall_ms (default 60000), then the normal
  *               answer (the message is accepted)
+ *     drip      the normal answer (the message is accepted), its headers
+ *               at once, then its body one byte every drip_ms (default
+ *               100)
  *     html      200 with an HTML page    empty      200, empty body
  *     truncated 200, {"status":1,"mess   huge       200, a 10 MB "Sent"
  *                                                   envelope
@@ -64,9 +75,17 @@
  *     naming that action), accepted, throttled, inflight, max_inflight
  *     (peak of inflight), balance_queries, faults_served, distinct,
  *     duplicates (accepted messages whose (to, text) pair was accepted
- *     before), dlr_sent, dlr_failed (delivery reports), balance
+ *     before), dlr_sent, dlr_failed (delivery reports), unrecorded
+ *     (requests past the record's size), balance
  *   /_control/messages  one JSON object per line per accepted message,
- *     {"id","to","from" (null when absent),"text"}, in acceptance order
+ *     {"id","to","from" (null when absent),"text","report_url",
+ *     "report_mask" (both as received, decoded; null when absent)}, in
+ *     acceptance order
+ *   /_control/requests  one JSON object per line per message_send request,
+ *     {"ms" (monotonic, since fakeup started),"answer","text" (null when
+ *     absent)}, in arrival order; answer is the fault's kind, "throttled"
+ *     or "answered" (every other answer). The first FAKEUP_MAX_RECORDS
+ *     are kept; stats counts the rest as unrecorded.
  *   /_control/reset-stats  zeroes the counters (inflight is a gauge and
  *     stays; the messages, and so what counts as a duplicate, stay too)
  *
@@ -112,6 +131,7 @@
 #define FAKEUP_ID_SIZE		48
 #define FAKEUP_MAX_MS		86400000LL
 #define FAKEUP_MAX_PARAMS	64
+#define FAKEUP_MAX_RECORDS	(1024 * 1024)
 
 enum fakeup_fault_kind {
 	FAKEUP_FAULT_NONE,
@@ -127,12 +147,16 @@ enum fakeup_fault_kind {
 	FAKEUP_FAULT_EMPTY,
 	FAKEUP_FAULT_TRUNCATED,
 	FAKEUP_FAULT_HUGE,
-	FAKEUP_FAULT_WRONGTYPES
+	FAKEUP_FAULT_WRONGTYPES,
+	FAKEUP_FAULT_HTTP502,
+	FAKEUP_FAULT_DRIP,
+	FAKEUP_FAULT_RESET
 };
 
 static const char *const fakeup_fault_names[] = {
 	"none", "internal", "code", "http500", "http503", "http429", "close",
-	"partial", "stall", "html", "empty", "truncated", "huge", "wrongtypes"
+	"partial", "stall", "html", "empty", "truncated", "huge", "wrongtypes",
+	"http502", "drip", "reset"
 };
 
 struct fakeup_fault {
@@ -142,6 +166,7 @@ struct fakeup_fault {
 	long long		 code;
 	long long		 retry_after;	/* -1: no Retry-After */
 	long long		 stall_ms;
+	long long		 drip_ms;
 	long long		 accept;
 };
 
@@ -155,6 +180,8 @@ struct fakeup_message {
 	const char		*to;
 	const char		*from;	/* NULL: none given */
 	const char		*text;
+	const char		*report_url;	/* NULL: none given */
+	const char		*report_mask;	/* NULL: none given */
 	char			 id[FAKEUP_ID_SIZE];
 	char			 data[];
 };
@@ -200,6 +227,7 @@ struct fakeup_pending {
 	int			 http_code;
 	long long		 retry_after;
 	long long		 delay_ms;	/* -1: latency and jitter */
+	long long		 drip_ms;	/* a drip fault's byte spacing */
 	struct evbuffer		*body;
 	struct fakeup_dlr	*dlr;	/* started when the answer goes */
 };
@@ -221,8 +249,16 @@ struct fakeup_knobs {
 	long long		 balance;
 	long long		 throttle_code;
 	long long		 dlr_delay_ms;
+	long long		 dlr_early;	/* 1: from the arrival */
 	int			 codes[FAKEUP_MAX_CODES];
 	int			 ncodes;
+};
+
+/* One message_send request as it arrived, for /_control/requests. */
+struct fakeup_record {
+	int64_t			 ms;
+	const char		*answer;	/* static */
+	char			*text;		/* NULL: none given */
 };
 
 struct fakeup_stats {
@@ -237,6 +273,7 @@ struct fakeup_stats {
 	uint64_t		 duplicates;
 	uint64_t		 dlr_sent;
 	uint64_t		 dlr_failed;
+	uint64_t		 unrecorded;
 };
 
 struct fakeup {
@@ -269,6 +306,10 @@ struct fakeup {
 	size_t			 capmessages;
 	struct fakeup_table	 byid;
 	struct fakeup_table	 bypair;
+	struct fakeup_record	*records;
+	size_t			 nrecords;
+	size_t			 caprecords;
+	int64_t			 start_ms;
 	struct fakeup_stats	 st;
 	uint64_t		 inflight;
 	uint32_t		 id_prefix[4];
@@ -296,6 +337,8 @@ static const char fakeup_usage[] =
 "  --accept-log FILE     append id\\tto\\tfrom\\ttext per accepted message\n"
 "  --dlr-delay-ms D      delivery report delay and spacing (default 50)\n"
 "  --dlr-codes LIST      delivery codes reported, in order (default 1)\n"
+"  --dlr-early 0|1       1: the first report's delay counts from the\n"
+"                        request's arrival, not its answer (default 0)\n"
 "  --no-dlr              send no delivery reports\n"
 "  --idle-timeout S      drop connections idle S seconds (default 300)\n"
 "  --help                this text\n"
@@ -305,12 +348,14 @@ static const char fakeup_usage[] =
 "\n"
 "Control (no authentication), GET:\n"
 "  /_control/set?limit=&latency_ms=&jitter_ms=&balance=&throttle_code=\n"
-"      &dlr_delay_ms=&dlr_codes=        (any subset)\n"
+"      &dlr_delay_ms=&dlr_codes=&dlr_early=   (any subset)\n"
 "  /_control/fault?kind=K&count=N[&retry_after=S][&code=C][&stall_ms=M]\n"
-"      [&accept=1]   K: internal code http500 http503 http429 close\n"
-"      partial stall html empty truncated huge wrongtypes; clear empties\n"
-"      the queue. Applies to the next N authenticated message_send.\n"
-"  /_control/stats  /_control/messages  /_control/reset-stats\n"
+"      [&drip_ms=D][&accept=1]   K: internal code http500 http502\n"
+"      http503 http429 close partial reset stall drip html empty\n"
+"      truncated huge wrongtypes; clear empties the queue. Applies to\n"
+"      the next N authenticated message_send.\n"
+"  /_control/stats  /_control/messages  /_control/requests\n"
+"  /_control/reset-stats\n"
 "\n"
 "The comment at the top of tests/fakeup.c tells the details.\n";
 
@@ -378,6 +423,8 @@ fakeup_knob_set(struct fakeup_knobs *k, const char *key, const char *value)
 		    &k->dlr_delay_ms);
 	if (strcmp(key, "dlr_codes") == 0)
 		return fakeup_parse_codes(value, k);
+	if (strcmp(key, "dlr_early") == 0)
+		return fakeup_parse_ll(value, 0, 1, &k->dlr_early);
 	return -2;
 }
 
@@ -508,6 +555,8 @@ fakeup_reason(int code)
 		return "Too Many Requests";
 	case 500:
 		return "Internal Server Error";
+	case 502:
+		return "Bad Gateway";
 	case 503:
 		return "Service Unavailable";
 	default:
@@ -752,13 +801,17 @@ fakeup_log_accept(const struct fakeup_message *m)
 
 /* Stores an accepted message; NULL when memory ran out. */
 static struct fakeup_message *
-fakeup_accept(const char *to, const char *from, const char *text)
+fakeup_accept(const char *to, const char *from, const char *text,
+    const char *report_url, const char *report_mask)
 {
 	struct fakeup_message *m, **grown;
 	size_t lto = strlen(to) + 1, lfrom, ltext = strlen(text) + 1, cap;
+	size_t lurl, lmask;
 	char *p;
 
 	lfrom = from != NULL ? strlen(from) + 1 : 0;
+	lurl = report_url != NULL ? strlen(report_url) + 1 : 0;
+	lmask = report_mask != NULL ? strlen(report_mask) + 1 : 0;
 	if (fu.nmessages == fu.capmessages) {
 		cap = fu.capmessages == 0 ? 1024 : fu.capmessages * 2;
 		grown = realloc(fu.messages, cap * sizeof(*grown));
@@ -767,7 +820,7 @@ fakeup_accept(const char *to, const char *from, const char *text)
 		fu.messages = grown;
 		fu.capmessages = cap;
 	}
-	m = malloc(sizeof(*m) + lto + lfrom + ltext);
+	m = malloc(sizeof(*m) + lto + lfrom + ltext + lurl + lmask);
 	if (m == NULL)
 		return NULL;
 
@@ -777,6 +830,12 @@ fakeup_accept(const char *to, const char *from, const char *text)
 	m->from = from != NULL ? memcpy(p, from, lfrom) : NULL;
 	p += lfrom;
 	m->text = memcpy(p, text, ltext);
+	p += ltext;
+	m->report_url = report_url != NULL ? memcpy(p, report_url, lurl) :
+	    NULL;
+	p += lurl;
+	m->report_mask = report_mask != NULL ? memcpy(p, report_mask, lmask) :
+	    NULL;
 	fakeup_make_id(m->id);
 
 	if (fakeup_table_put(&fu.byid, fakeup_hash(m->id, NULL),
@@ -1105,7 +1164,9 @@ fakeup_send(struct fakeup_pending *p, struct fakeup_query *q)
 		return;
 	}
 
-	if ((m = fakeup_accept(to, fakeup_param(q, "from"), text)) == NULL) {
+	if ((m = fakeup_accept(to, fakeup_param(q, "from"), text,
+	    fakeup_param(q, "report_url"), fakeup_param(q, "report_mask"))) ==
+	    NULL) {
 		fakeup_pending_status(p, -256, NULL);
 		return;
 	}
@@ -1140,9 +1201,11 @@ fakeup_fault_take(struct fakeup_pending *p, struct fakeup_query *q)
 
 	fu.st.faults_served++;
 	p->fault = f->kind;
-	if (f->accept || f->kind == FAKEUP_FAULT_STALL)
+	if (f->accept || f->kind == FAKEUP_FAULT_STALL ||
+	    f->kind == FAKEUP_FAULT_DRIP)
 		fakeup_send(p, q);
-	if (f->kind != FAKEUP_FAULT_STALL && f->kind != FAKEUP_FAULT_PARTIAL)
+	if (f->kind != FAKEUP_FAULT_STALL && f->kind != FAKEUP_FAULT_PARTIAL &&
+	    f->kind != FAKEUP_FAULT_RESET && f->kind != FAKEUP_FAULT_DRIP)
 		evbuffer_drain(p->body, evbuffer_get_length(p->body));
 
 	switch (f->kind) {
@@ -1153,14 +1216,17 @@ fakeup_fault_take(struct fakeup_pending *p, struct fakeup_query *q)
 		fakeup_pending_status(p, f->code, NULL);
 		break;
 	case FAKEUP_FAULT_HTTP500:
+	case FAKEUP_FAULT_HTTP502:
 	case FAKEUP_FAULT_HTTP503:
 	case FAKEUP_FAULT_HTTP429:
 		p->http_code = f->kind == FAKEUP_FAULT_HTTP500 ? 500 :
+		    f->kind == FAKEUP_FAULT_HTTP502 ? 502 :
 		    f->kind == FAKEUP_FAULT_HTTP503 ? 503 : 429;
 		p->retry_after = f->retry_after;
 		fakeup_pending_html(p, p->http_code);
 		break;
 	case FAKEUP_FAULT_PARTIAL:
+	case FAKEUP_FAULT_RESET:
 		if (evbuffer_get_length(p->body) == 0) {
 			fakeup_make_id(id);
 			fakeup_pending_status(p, 1, id);
@@ -1168,6 +1234,9 @@ fakeup_fault_take(struct fakeup_pending *p, struct fakeup_query *q)
 		break;
 	case FAKEUP_FAULT_STALL:
 		p->delay_ms = f->stall_ms;
+		break;
+	case FAKEUP_FAULT_DRIP:
+		p->drip_ms = f->drip_ms;
 		break;
 	case FAKEUP_FAULT_HTML:
 		fakeup_pending_html(p, 200);
@@ -1277,19 +1346,47 @@ fakeup_api_decide(struct fakeup_pending *p, struct fakeup_query *q)
 	return 0;
 }
 
-/* The half body of a partial fault is out: now cut the connection. */
+/*
+ * Resets conn's TCP connection now. evhttp shuts the socket down (a FIN)
+ * before it closes it, so the socket is closed here, with SO_LINGER 0,
+ * by putting an unconnected one in its place: evhttp then shuts down and
+ * closes that one.
+ */
+static void
+fakeup_reset(struct evhttp_connection *conn)
+{
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(conn);
+	struct linger lg = { 1, 0 };
+	evutil_socket_t fd;
+	int dummy;
+
+	if (bev == NULL || (fd = bufferevent_getfd(bev)) < 0)
+		return;
+	if (setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) != 0 ||
+	    (dummy = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+		fprintf(stderr, "fakeup: reset failed: %s\n", strerror(errno));
+		return;
+	}
+	if (dup2(dummy, fd) < 0)
+		fprintf(stderr, "fakeup: reset failed: %s\n", strerror(errno));
+	close(dummy);
+}
+
+/* The half body of a partial or reset fault is out: cut the connection. */
 static void
 fakeup_partial_sent(struct evhttp_connection *conn, void *arg)
 {
 	struct fakeup_pending *p = arg;
 
 	evhttp_connection_set_closecb(conn, NULL, NULL);
+	if (p->fault == FAKEUP_FAULT_RESET)
+		fakeup_reset(conn);
 	p->req = NULL;
 	evhttp_connection_free(conn);
 	fakeup_pending_free(p);
 }
 
-/* The client left before the half body went out. */
+/* The client left before the half body (or the dripped one) went out. */
 static void
 fakeup_partial_closed(struct evhttp_connection *conn, void *arg)
 {
@@ -1334,6 +1431,63 @@ fakeup_answer_partial(struct fakeup_pending *p)
 	evbuffer_free(half);
 }
 
+/* The next byte of a drip fault's body; the end of the answer after it. */
+static void
+fakeup_drip_fire(evutil_socket_t fd, short what, void *arg)
+{
+	struct fakeup_pending *p = arg;
+	struct evhttp_connection *conn;
+	struct evbuffer *one;
+
+	(void)fd;
+	(void)what;
+	p->armed = 0;
+
+	if ((one = evbuffer_new()) != NULL) {
+		evbuffer_remove_buffer(p->body, one, 1);
+		evhttp_send_reply_chunk(p->req, one);
+		evbuffer_free(one);
+	}
+	if (evbuffer_get_length(p->body) > 0) {
+		p->armed = 1;
+		fakeup_arm(&p->timer, p->drip_ms);
+		return;
+	}
+
+	if ((conn = evhttp_request_get_connection(p->req)) != NULL)
+		evhttp_connection_set_closecb(conn, NULL, NULL);
+	evhttp_send_reply_end(p->req);
+	p->req = NULL;
+	fakeup_pending_free(p);
+}
+
+/*
+ * The headers go at once with the whole body's Content-Length, so that
+ * the client sees an answer that is merely slow, never a malformed one.
+ */
+static void
+fakeup_answer_drip(struct fakeup_pending *p)
+{
+	struct evhttp_connection *conn;
+	char len[32];
+
+	if ((conn = evhttp_request_get_connection(p->req)) == NULL) {
+		evhttp_request_free(p->req);
+		p->req = NULL;
+		fakeup_pending_free(p);
+		return;
+	}
+
+	snprintf(len, sizeof(len), "%zu", evbuffer_get_length(p->body));
+	evhttp_add_header(evhttp_request_get_output_headers(p->req),
+	    "Content-Length", len);
+	evhttp_send_reply_start(p->req, 200, "OK");
+	evhttp_connection_set_closecb(conn, fakeup_partial_closed, p);
+	evtimer_assign(&p->timer, fu.base, fakeup_drip_fire, p);
+	p->armed = 1;
+	fakeup_arm(&p->timer, p->drip_ms);
+}
+
 static void
 fakeup_pending_answer(struct fakeup_pending *p)
 {
@@ -1347,7 +1501,11 @@ fakeup_pending_answer(struct fakeup_pending *p)
 
 	switch (p->fault) {
 	case FAKEUP_FAULT_PARTIAL:
+	case FAKEUP_FAULT_RESET:
 		fakeup_answer_partial(p);
+		return;
+	case FAKEUP_FAULT_DRIP:
+		fakeup_answer_drip(p);
 		return;
 	case FAKEUP_FAULT_CLOSE:
 		if ((conn = evhttp_request_get_connection(p->req)) != NULL)
@@ -1380,6 +1538,43 @@ fakeup_pending_fire(evutil_socket_t fd, short what, void *arg)
 	fakeup_pending_answer(p);
 }
 
+/* Notes a message_send request and its answer for /_control/requests. */
+static void
+fakeup_record(struct fakeup_query *q, const char *answer)
+{
+	struct fakeup_record *r, *grown;
+	const char *action = fakeup_param(q, "action"), *text;
+	size_t cap;
+
+	if (action == NULL || strcmp(action, "message_send") != 0)
+		return;
+	if (fu.nrecords == FAKEUP_MAX_RECORDS) {
+		fu.st.unrecorded++;
+		return;
+	}
+	if (fu.nrecords == fu.caprecords) {
+		cap = fu.caprecords == 0 ? 1024 : fu.caprecords * 2;
+		grown = realloc(fu.records, cap * sizeof(*grown));
+		if (grown == NULL) {
+			fu.st.unrecorded++;
+			return;
+		}
+		fu.records = grown;
+		fu.caprecords = cap;
+	}
+
+	r = &fu.records[fu.nrecords];
+	r->ms = util_mono_ms() - fu.start_ms;
+	r->answer = answer;
+	r->text = NULL;
+	if ((text = fakeup_param(q, "text")) != NULL &&
+	    (r->text = strdup(text)) == NULL) {
+		fu.st.unrecorded++;
+		return;
+	}
+	fu.nrecords++;
+}
+
 static void
 fakeup_api(struct evhttp_request *req, const char *query)
 {
@@ -1396,7 +1591,13 @@ fakeup_api(struct evhttp_request *req, const char *query)
 
 	fakeup_query_parse(&q, query);
 	now = fakeup_api_decide(p, &q);
+	fakeup_record(&q, p->fault != FAKEUP_FAULT_NONE ?
+	    fakeup_fault_names[p->fault] : now ? "throttled" : "answered");
 	fakeup_query_free(&q);
+	if (p->dlr != NULL && fu.k.dlr_early) {
+		fakeup_dlr_start(p->dlr);
+		p->dlr = NULL;
+	}
 	if (now) {
 		fakeup_pending_answer(p);
 		return;
@@ -1469,6 +1670,7 @@ fakeup_control_fault(struct fakeup_query *q)
 	f.code = -16;
 	f.retry_after = -1;
 	f.stall_ms = 60000;
+	f.drip_ms = 100;
 	if ((kind = fakeup_param(q, "kind")) == NULL)
 		return "missing kind";
 	if (strcmp(kind, "clear") == 0) {
@@ -1493,6 +1695,8 @@ fakeup_control_fault(struct fakeup_query *q)
 			dst = &f.retry_after;
 		else if (strcmp(kv->key, "stall_ms") == 0)
 			dst = &f.stall_ms;
+		else if (strcmp(kv->key, "drip_ms") == 0)
+			dst = &f.drip_ms;
 		else if (strcmp(kv->key, "accept") == 0) {
 			dst = &f.accept;
 			max = 1;
@@ -1535,10 +1739,11 @@ fakeup_control_stats(struct evbuffer *b)
 	    ",\"balance_queries\":%" PRIu64 ",\"faults_served\":%" PRIu64
 	    ",\"distinct\":%" PRIu64 ",\"duplicates\":%" PRIu64
 	    ",\"dlr_sent\":%" PRIu64 ",\"dlr_failed\":%" PRIu64
-	    ",\"balance\":%lld}\n", s->requests, s->message_send,
-	    s->accepted, s->throttled, fu.inflight, s->max_inflight,
-	    s->balance_queries, s->faults_served, s->distinct, s->duplicates,
-	    s->dlr_sent, s->dlr_failed, fu.k.balance);
+	    ",\"unrecorded\":%" PRIu64 ",\"balance\":%lld}\n", s->requests,
+	    s->message_send, s->accepted, s->throttled, fu.inflight,
+	    s->max_inflight, s->balance_queries, s->faults_served, s->distinct,
+	    s->duplicates, s->dlr_sent, s->dlr_failed, s->unrecorded,
+	    fu.k.balance);
 }
 
 static void
@@ -1558,6 +1763,34 @@ fakeup_control_messages(struct evbuffer *b)
 			evbuffer_add(b, "null", 4);
 		evbuffer_add(b, ",\"text\":", 8);
 		fakeup_json_string(b, m->text);
+		evbuffer_add(b, ",\"report_url\":", 14);
+		if (m->report_url != NULL)
+			fakeup_json_string(b, m->report_url);
+		else
+			evbuffer_add(b, "null", 4);
+		evbuffer_add(b, ",\"report_mask\":", 15);
+		if (m->report_mask != NULL)
+			fakeup_json_string(b, m->report_mask);
+		else
+			evbuffer_add(b, "null", 4);
+		evbuffer_add(b, "}\n", 2);
+	}
+}
+
+static void
+fakeup_control_requests(struct evbuffer *b)
+{
+	const struct fakeup_record *r;
+	size_t i;
+
+	for (i = 0; i < fu.nrecords; i++) {
+		r = &fu.records[i];
+		evbuffer_add_printf(b, "{\"ms\":%" PRId64 ",\"answer\":\"%s\","
+		    "\"text\":", r->ms, r->answer);
+		if (r->text != NULL)
+			fakeup_json_string(b, r->text);
+		else
+			evbuffer_add(b, "null", 4);
 		evbuffer_add(b, "}\n", 2);
 	}
 }
@@ -1584,6 +1817,8 @@ fakeup_control(struct evhttp_request *req, const char *name,
 		fakeup_control_stats(b);
 	else if (strcmp(name, "messages") == 0)
 		fakeup_control_messages(b);
+	else if (strcmp(name, "requests") == 0)
+		fakeup_control_requests(b);
 	else if (strcmp(name, "reset-stats") == 0) {
 		memset(&fu.st, 0, sizeof(fu.st));
 		fu.st.max_inflight = fu.inflight;
@@ -1599,7 +1834,7 @@ fakeup_control(struct evhttp_request *req, const char *name,
 		fakeup_json_string(b, err);
 		evbuffer_add_printf(b, "}\n");
 	} else if (evbuffer_get_length(b) == 0 &&
-	    strcmp(name, "messages") != 0) {
+	    strcmp(name, "messages") != 0 && strcmp(name, "requests") != 0) {
 		evbuffer_add_printf(b, "{\"ok\":true}\n");
 	}
 	evhttp_add_header(evhttp_request_get_output_headers(req),
@@ -1741,6 +1976,7 @@ fakeup_setup(void)
 {
 	int port;
 
+	fu.start_ms = util_mono_ms();
 	fu.id_prefix[0] = (uint32_t)util_random();
 	fu.id_prefix[1] = (uint32_t)util_random();
 	fu.id_prefix[2] = 0x4000 | ((uint32_t)util_random() & 0x0fff);
@@ -1798,7 +2034,9 @@ fakeup_teardown(void)
 		conn = evhttp_request_get_connection(p->req);
 		if (conn == NULL)
 			evhttp_request_free(p->req);
-		else if (p->fault == FAKEUP_FAULT_PARTIAL)
+		else if (p->fault == FAKEUP_FAULT_PARTIAL ||
+		    p->fault == FAKEUP_FAULT_RESET ||
+		    p->fault == FAKEUP_FAULT_DRIP)
 			evhttp_connection_set_closecb(conn, NULL, NULL);
 		fakeup_pending_free(p);
 	}
@@ -1827,6 +2065,9 @@ fakeup_teardown(void)
 	for (i = 0; i < fu.nmessages; i++)
 		free(fu.messages[i]);
 	free(fu.messages);
+	for (i = 0; i < fu.nrecords; i++)
+		free(fu.records[i].text);
+	free(fu.records);
 	free(fu.byid.slots);
 	free(fu.bypair.slots);
 	for (i = 0; i < fu.nusers; i++) {
@@ -1916,6 +2157,7 @@ static const struct option fakeup_opts[] = {
 	{ "balance", required_argument, NULL, FAKEUP_OPT_KNOB },
 	{ "dlr-delay-ms", required_argument, NULL, FAKEUP_OPT_KNOB },
 	{ "dlr-codes", required_argument, NULL, FAKEUP_OPT_KNOB },
+	{ "dlr-early", required_argument, NULL, FAKEUP_OPT_KNOB },
 	{ NULL, 0, NULL, 0 }
 };
 
