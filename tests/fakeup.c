@@ -52,9 +52,9 @@
  *   A bad control request gets 400 (404: unknown) {"ok":false,"error":..}.
  *   /_control/fault?kind=K[&count=N][&retry_after=S][&code=C][&stall_ms=M]
  *     [&drip_ms=D][&accept=1]   the next N (default 1) message_send
- *     requests that pass
- *     authentication get fault K; faults queue in order; kind=clear drops
- *     the queue. accept=1 also accepts the message behind the fault.
+ *     requests that pass authentication get fault K; faults queue in
+ *     order; kind=clear drops the queue. accept=1 also accepts the
+ *     message behind the fault.
  *     internal  status -16          code     status C (default -16)
  *     http500, http502, http503, http429   that HTTP status, an HTML
  *                                   body, and Retry-After: S when

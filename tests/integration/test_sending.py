@@ -715,10 +715,11 @@ def _(t):
     check(s["duplicates"] <= bound + 8, "%d duplicates after one kill, "
             "in-flight bound %d" % (s["duplicates"], bound))
     check(ambiguous >= 1, "no 'msg ambiguous' line at the restart")
-    # A message fakeup took twice was sending (or sent, not yet stored)
-    # when the daemon died: it must be one of those logged ambiguous.
-    check(s["duplicates"] <= ambiguous, "%d duplicates but only %d "
-            "'msg ambiguous' lines" % (s["duplicates"], ambiguous))
+    # A message fakeup took twice was in flight when the daemon died. Most
+    # are logged ambiguous at the restart; one whose request started in
+    # the loop pass whose commit the kill cut off was still queued in the
+    # store, and is resent without that line (docs/architecture.md), so
+    # the in-flight bound above is the check, not the ambiguous count.
     check(ambiguous <= 64 + 8, "%d 'msg ambiguous' lines, more than "
             "max_concurrency" % ambiguous)
     m = d.counts()
