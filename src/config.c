@@ -18,6 +18,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "message.h"
 
 #define CONFIG_SECRET_MAX	4096
 #define CONFIG_CREDENTIAL	"upstream-password"
@@ -211,25 +212,11 @@ config_check_url(const char *v)
 	return "does not start with http:// or https://";
 }
 
+/* Empty is the upstream account's default sender. */
 static const char *
 config_check_sender(const char *v)
 {
-	size_t i, n = strlen(v);
-	int alnum = 1, digits = 1;
-
-	if (n == 0)
-		return NULL;
-
-	for (i = 0; i < n; i++) {
-		if (!((v[i] >= 'A' && v[i] <= 'Z') ||
-		    (v[i] >= 'a' && v[i] <= 'z') ||
-		    (v[i] >= '0' && v[i] <= '9')))
-			alnum = 0;
-		if (!(v[i] >= '0' && v[i] <= '9') && !(i == 0 && v[i] == '+'))
-			digits = 0;
-	}
-	if ((alnum && n <= 11) || (digits && n - (v[0] == '+') >= 1 &&
-	    n - (v[0] == '+') <= 16))
+	if (v[0] == '\0' || message_sender_check(v, strlen(v)) == 0)
 		return NULL;
 	return "is not a sender: 1 to 11 letters and digits, or 1 to 16 "
 	    "digits with an optional leading +";

@@ -150,9 +150,17 @@ dispatch_timer_add(struct event *ev, int64_t ms)
 {
 	struct timeval tv;
 
-	tv.tv_sec = ms / 1000;
-	tv.tv_usec = ms % 1000 * 1000;
-	evtimer_add(ev, &tv);
+	evtimer_add(ev, util_timeval(ms, &tv));
+}
+
+/* Arms a timer for every SECONDS, or stops it where SECONDS is 0. */
+static void
+dispatch_timer_every(struct event *ev, int seconds)
+{
+	if (seconds > 0)
+		dispatch_timer_add(ev, (int64_t)seconds * 1000);
+	else
+		evtimer_del(ev);
 }
 
 static void
@@ -338,6 +346,18 @@ dispatch_probe_again(struct dispatch *d)
 	dispatch_timer_add(d->probe, delay);
 }
 
+/* Classifies the answer to a balance query, or its absence. */
+static void
+dispatch_classify_balance(const struct http_response *resp,
+    struct panacea_result *r)
+{
+	if (!resp->ok)
+		panacea_classify_transport(resp->reason, r);
+	else
+		panacea_classify_balance(resp->status, resp->body,
+		    resp->body_len, r);
+}
+
 static void
 dispatch_probe_done(void *arg, const struct http_response *resp)
 {
@@ -345,11 +365,7 @@ dispatch_probe_done(void *arg, const struct http_response *resp)
 	struct panacea_result r;
 
 	d->probing = 0;
-	if (!resp->ok)
-		panacea_classify_transport(resp->reason, &r);
-	else
-		panacea_classify_balance(resp->status, resp->body,
-		    resp->body_len, &r);
+	dispatch_classify_balance(resp, &r);
 	if (!d->hold)
 		return;
 
@@ -658,7 +674,7 @@ dispatch_pump(struct dispatch *d)
 	int64_t now = util_now_ms(), mono = util_mono_ms(), due, paused;
 	size_t busy;
 
-	if (d->stopping || d->hold)
+	if (d->stopping || d->hold || gateway_store_failing(d->gw))
 		return;
 	queue_promote(d->queue, now);
 
@@ -751,13 +767,26 @@ dispatch_committed(void *arg, int committed)
 	}
 }
 
+/* The counts of the last SECONDS, as the object NAME of a stats reply. */
+static void
+dispatch_reply_counts(const struct dispatch *d, struct protocol_reply *r,
+    const char *name, int64_t seconds)
+{
+	int i;
+
+	protocol_reply_open(r, name);
+	for (i = 0; i < COUNT_MAX; i++)
+		protocol_reply_int(r, dispatch_counter_names[i],
+		    (int64_t)dispatch_last(d, i, seconds));
+	protocol_reply_close(r);
+}
+
 static void
 dispatch_stats_reply(void *arg, struct protocol_reply *r)
 {
 	struct dispatch *d = arg;
 	char when[32];
 	size_t n;
-	int i;
 
 	protocol_reply_int(r, "inflight", (int64_t)d->inflight);
 	protocol_reply_int(r, "limit", limiter_limit(d->limiter));
@@ -766,16 +795,8 @@ dispatch_stats_reply(void *arg, struct protocol_reply *r)
 	protocol_reply_int(r, "throttled", (int64_t)limiter_throttles(
 	    d->limiter));
 	protocol_reply_int(r, "requests", (int64_t)d->requests);
-	protocol_reply_open(r, "last_minute");
-	for (i = 0; i < COUNT_MAX; i++)
-		protocol_reply_int(r, dispatch_counter_names[i],
-		    (int64_t)dispatch_last_minute(d, i));
-	protocol_reply_close(r);
-	protocol_reply_open(r, "last_5_minutes");
-	for (i = 0; i < COUNT_MAX; i++)
-		protocol_reply_int(r, dispatch_counter_names[i],
-		    (int64_t)dispatch_last(d, i, DISPATCH_WINDOW));
-	protocol_reply_close(r);
+	dispatch_reply_counts(d, r, "last_minute", 60);
+	dispatch_reply_counts(d, r, "last_5_minutes", DISPATCH_WINDOW);
 	protocol_reply_open_array(r, "limit_changes");
 	for (n = 0; n < d->nchanges; n++) {
 		protocol_reply_open(r, NULL);
@@ -853,7 +874,6 @@ dispatch_statscb(evutil_socket_t fd, short what, void *arg)
 {
 	struct dispatch *d = arg;
 	const int64_t *counts = gateway_counts(d->gw);
-	struct timeval tv = { d->cfg->log.stats_interval, 0 };
 
 	(void)fd;
 	(void)what;
@@ -867,18 +887,7 @@ dispatch_statscb(evutil_socket_t fd, short what, void *arg)
 	    dispatch_last_minute(d, COUNT_FAILED),
 	    d->hold ? d->hold_reason : "no");
 	dispatch_check_age(d);
-	if (tv.tv_sec > 0)
-		evtimer_add(d->stats, &tv);
-}
-
-static void
-dispatch_balance_arm(struct dispatch *d)
-{
-	if (d->cfg->upstream.balance_interval > 0)
-		dispatch_timer_add(d->balance,
-		    (int64_t)d->cfg->upstream.balance_interval * 1000);
-	else
-		evtimer_del(d->balance);
+	dispatch_timer_every(d->stats, d->cfg->log.stats_interval);
 }
 
 static void
@@ -890,11 +899,7 @@ dispatch_balance_done(void *arg, const struct http_response *resp)
 
 	d->balance_querying = 0;
 	dispatch_pump_soon(d);
-	if (!resp->ok)
-		panacea_classify_transport(resp->reason, &r);
-	else
-		panacea_classify_balance(resp->status, resp->body,
-		    resp->body_len, &r);
+	dispatch_classify_balance(resp, &r);
 	if (r.outcome != PANACEA_SENT || !r.has_balance) {
 		log_warn("upstream balance-failed reason=%s code=%d", r.reason,
 		    r.has_code ? r.code : 0);
@@ -946,7 +951,7 @@ dispatch_balancecb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	dispatch_balance_arm(d);
+	dispatch_timer_every(d->balance, d->cfg->upstream.balance_interval);
 
 	/* A hold probes the balance already; leave the budget to it. */
 	if (d->hold || d->stopping || d->balance_querying)
@@ -972,25 +977,20 @@ dispatch_metrics(const struct dispatch *d, struct metrics_page *page)
 		metrics_sample(page, "smsgw_upstream_requests_total", label,
 		    (double)d->outcomes[i]);
 	}
-	metrics_family(page, "smsgw_inflight", "gauge",
-	    "Requests to the upstream in flight.");
-	metrics_sample(page, "smsgw_inflight", NULL, (double)d->inflight);
-	metrics_family(page, "smsgw_concurrency_limit", "gauge",
-	    "How many requests may be in flight at once now.");
-	metrics_sample(page, "smsgw_concurrency_limit", NULL,
+	metrics_single(page, "smsgw_inflight", "gauge",
+	    "Requests to the upstream in flight.", (double)d->inflight);
+	metrics_single(page, "smsgw_concurrency_limit", "gauge",
+	    "How many requests may be in flight at once now.",
 	    limiter_limit(d->limiter));
-	metrics_family(page, "smsgw_throttled_total", "counter",
-	    "Throttle answers (-4096, -8192) from the upstream.");
-	metrics_sample(page, "smsgw_throttled_total", NULL,
+	metrics_single(page, "smsgw_throttled_total", "counter",
+	    "Throttle answers (-4096, -8192) from the upstream.",
 	    (double)limiter_throttles(d->limiter));
-	metrics_family(page, "smsgw_hold", "gauge",
-	    "1 while sending is on hold, else 0.");
-	metrics_sample(page, "smsgw_hold", NULL, d->hold);
-	if (d->has_balance) {
-		metrics_family(page, "smsgw_balance", "gauge",
-		    "The account balance the upstream last reported.");
-		metrics_sample(page, "smsgw_balance", NULL, d->balance_value);
-	}
+	metrics_single(page, "smsgw_hold", "gauge",
+	    "1 while sending is on hold, else 0.", d->hold);
+	if (d->has_balance)
+		metrics_single(page, "smsgw_balance", "gauge",
+		    "The account balance the upstream last reported.",
+		    d->balance_value);
 	metrics_family(page, "smsgw_upstream_latency_seconds", "histogram",
 	    "Time from the start of a send to the upstream's answer.");
 	metrics_histogram_write(page, "smsgw_upstream_latency_seconds", NULL,
@@ -1014,7 +1014,6 @@ dispatch_new(struct event_base *base, const struct config *cfg,
 	struct gateway_dispatcher hooks;
 	struct http_options o;
 	struct dispatch *d;
-	struct timeval tv = { cfg->log.stats_interval, 0 };
 
 	if ((d = calloc(1, sizeof(*d))) == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -1046,8 +1045,7 @@ dispatch_new(struct event_base *base, const struct config *cfg,
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	if (tv.tv_sec > 0)
-		evtimer_add(d->stats, &tv);
+	dispatch_timer_every(d->stats, cfg->log.stats_interval);
 	dispatch_timer_add(d->expire, DISPATCH_EXPIRE_MS);
 	/* A first balance soon after start, then every interval. */
 	if (cfg->upstream.balance_interval > 0)
@@ -1070,23 +1068,18 @@ void
 dispatch_configure(struct dispatch *d, const struct config *cfg)
 {
 	struct http_options o;
-	int account;
 
-	account = strcmp(d->cfg->upstream.url, cfg->upstream.url) != 0 ||
-	    strcmp(d->cfg->upstream.username, cfg->upstream.username) != 0 ||
-	    strcmp(d->cfg->upstream.password, cfg->upstream.password) != 0;
 	d->cfg = cfg;
 	dispatch_http_options(cfg, &o);
 	http_set_options(d->http, &o);
 	limiter_set_max(d->limiter, cfg->upstream.max_concurrency);
-	if (cfg->log.stats_interval > 0)
-		dispatch_timer_add(d->stats,
-		    (int64_t)cfg->log.stats_interval * 1000);
-	else
-		evtimer_del(d->stats);
-	dispatch_balance_arm(d);
-	if (account)
-		dispatch_hold_leave(d, "configuration-changed");
+	dispatch_timer_every(d->stats, cfg->log.stats_interval);
+	dispatch_timer_every(d->balance, cfg->upstream.balance_interval);
+	/*
+	 * Whatever was fixed (credentials, URL, CA file), try it now: if the
+	 * cause remains, the first answer holds again, at one request.
+	 */
+	dispatch_hold_leave(d, "configuration-reloaded");
 	dispatch_pump_soon(d);
 }
 

@@ -20,8 +20,8 @@ struct dispatch	*dispatch_new(struct event_base *, const struct config *,
 		    struct gateway *, char *err, size_t errlen);
 /*
  * Applies a new configuration: credentials, URL, sender, timeouts,
- * max_concurrency and retry settings. A hold ends when the account
- * settings changed, so that a fixed configuration is tried at once.
+ * max_concurrency and retry settings. A hold ends, so that a fixed
+ * configuration is tried at once.
  */
 void		 dispatch_configure(struct dispatch *, const struct config *);
 /* Starts no new request from now on; those in flight go on. */

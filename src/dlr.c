@@ -27,7 +27,6 @@
 #include "log.h"
 #include "util.h"
 
-#define DLR_ID_TEXT_LEN		16	/* "%016" PRIx64 */
 #define DLR_HEADERS_MAX		(8 * 1024)	/* libevent answers 400 beyond */
 #define DLR_BODY_MAX		1024
 #define DLR_TIMEOUT_S		10
@@ -136,7 +135,7 @@ dlr_token(const char *secret, int64_t id, char *out)
 {
 	static const char hex[] = "0123456789abcdef";
 	unsigned char md[EVP_MAX_MD_SIZE];
-	char text[DLR_ID_TEXT_LEN + 1];
+	char text[UTIL_ID_LEN + 1];
 	unsigned int mdlen = 0;
 	size_t i, keylen;
 
@@ -144,9 +143,9 @@ dlr_token(const char *secret, int64_t id, char *out)
 	keylen = strlen(secret);
 	if (keylen > INT_MAX)
 		return;
-	snprintf(text, sizeof(text), "%016" PRIx64, (uint64_t)id);
+	util_id_format(id, text);
 	if (HMAC(EVP_sha256(), secret, (int)keylen, (unsigned char *)text,
-	    DLR_ID_TEXT_LEN, md, &mdlen) == NULL ||
+	    UTIL_ID_LEN, md, &mdlen) == NULL ||
 	    mdlen < DLR_TOKEN_LEN / 2)
 		return;
 
@@ -317,28 +316,6 @@ dlr_param_string(const struct dlr_param *p, char *out, size_t outlen,
 	return n;
 }
 
-/* 1 to 16 hex digits, not all zero; the protocol's ids are 64-bit. */
-static int
-dlr_parse_id(const char *s, int64_t *id)
-{
-	uint64_t v = 0;
-	size_t i, n;
-	int d;
-
-	n = strlen(s);
-	if (n == 0 || n > DLR_ID_TEXT_LEN)
-		return -1;
-	for (i = 0; i < n; i++) {
-		if ((d = dlr_hexval((unsigned char)s[i])) < 0)
-			return -1;
-		v = v << 4 | (uint64_t)d;
-	}
-	if (v == 0 || v > INT64_MAX)
-		return -1;
-	*id = (int64_t)v;
-	return 0;
-}
-
 /* A decimal int with an optional '-'; no spaces, no '+'. */
 static int
 dlr_parse_int(const char *s, int *out)
@@ -363,7 +340,7 @@ dlr_parse_report(const char *query, int64_t *id, char *token,
 {
 	struct dlr_param p[] = { { "id", NULL, 0 }, { "t", NULL, 0 },
 	    { "status", NULL, 0 } };
-	char idtext[DLR_ID_TEXT_LEN + 2], status[16];
+	char idtext[UTIL_ID_LEN + 2], status[16];
 	size_t i;
 
 	if (tokenlen == 0)
@@ -376,7 +353,7 @@ dlr_parse_report(const char *query, int64_t *id, char *token,
 			return -1;
 
 	if (dlr_param_string(&p[0], idtext, sizeof(idtext), 1) == -1 ||
-	    dlr_parse_id(idtext, id) == -1)
+	    util_id_parse(idtext, strlen(idtext), id) == -1)
 		return -1;
 	if (tokenlen > DLR_TOKEN_LEN + 1)
 		tokenlen = DLR_TOKEN_LEN + 1;
@@ -456,52 +433,6 @@ dlr_charset_parse(const char *name)
 		if (strcmp(norm, names[i].name) == 0)
 			return names[i].charset;
 	return DLR_CHARSET_OTHER;
-}
-
-/*
- * Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF.
- * U+0000 is refused too, for the text travels as a C string.
- */
-static int
-dlr_utf8_valid(const unsigned char *s, size_t n)
-{
-	size_t i, k, len;
-	unsigned char c, lo, hi;
-
-	for (i = 0; i < n; i += len) {
-		c = s[i];
-		lo = 0x80;
-		hi = 0xbf;
-		if (c == 0)
-			return 0;
-		if (c < 0x80)
-			len = 1;
-		else if (c >= 0xc2 && c <= 0xdf)
-			len = 2;
-		else if (c >= 0xe0 && c <= 0xef) {
-			len = 3;
-			if (c == 0xe0)
-				lo = 0xa0;
-			else if (c == 0xed)
-				hi = 0x9f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			len = 4;
-			if (c == 0xf0)
-				lo = 0x90;
-			else if (c == 0xf4)
-				hi = 0x8f;
-		} else
-			return 0;
-
-		if (len > n - i)
-			return 0;
-		for (k = 1; k < len; k++) {
-			if (s[i + k] < (k == 1 ? lo : 0x80) ||
-			    s[i + k] > (k == 1 ? hi : 0xbf))
-				return 0;
-		}
-	}
-	return 1;
 }
 
 static size_t
@@ -615,7 +546,9 @@ dlr_keep_utf8(const unsigned char *s, size_t n, struct dlr_inbound *m)
 {
 	char *out;
 
-	if (!dlr_utf8_valid(s, n) || (out = malloc(n + 1)) == NULL)
+	/* U+0000 is refused too, for the text travels as a C string. */
+	if (memchr(s, '\0', n) != NULL || !util_utf8_valid(s, n) ||
+	    (out = malloc(n + 1)) == NULL)
 		return -1;
 	memcpy(out, s, n);
 	out[n] = '\0';
@@ -781,9 +714,7 @@ dlr_limit_allow(struct dlr *d, enum dlr_reason reason)
 		wait = d->window_ms + DLR_LOG_WINDOW_MS - now;
 		if (wait < 1)
 			wait = 1;
-		tv.tv_sec = (time_t)(wait / 1000);
-		tv.tv_usec = (suseconds_t)(wait % 1000 * 1000);
-		evtimer_add(d->flush, &tv);
+		evtimer_add(d->flush, util_timeval(wait, &tv));
 	}
 	return 0;
 }

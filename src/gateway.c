@@ -27,6 +27,8 @@
 
 /* The commit event's priority: the lowest of the base's three. */
 #define GATEWAY_COMMIT_PRIORITY	2
+/* How long a failed commit waits before it is tried again. */
+#define GATEWAY_RECOMMIT_MS	500
 /* Delivery reports kept for messages whose send result is still out. */
 #define GATEWAY_EARLY_MAX	4096
 /* Finished messages pruned per pass, so that one pass stays short. */
@@ -82,6 +84,11 @@ struct gateway {
 	uint64_t		 reports;
 	uint64_t		 inbound;
 	uint64_t		 entered[MESSAGE_STATE_MAX];
+	struct store_message	*dirty;		/* changes not yet committed */
+	size_t			 ndirty;
+	size_t			 dirty_size;
+	int			 store_failing;	/* the last commit failed */
+	struct event		*recommit;
 };
 
 static const unsigned gateway_moves[MESSAGE_STATE_MAX] = {
@@ -120,6 +127,40 @@ gateway_request_free(struct protocol_request *rq)
 	free(rq);
 }
 
+/* Answers RQ with an error and is done with it. */
+static void
+gateway_refuse(struct gateway *gw, struct control_slot *slot,
+    struct protocol_request *rq, const char *code, const char *message)
+{
+	gateway_error(gw, slot, rq, code, message);
+	gateway_request_free(rq);
+}
+
+/*
+ * Reads the message a status or cancel names into M: 0, or -1 when there
+ * is none or the store failed, RQ answered and freed.
+ */
+static int
+gateway_lookup(struct gateway *gw, struct control_slot *slot,
+    struct protocol_request *rq, struct store_message *m)
+{
+	int found;
+
+	if (rq->has_id)
+		found = rq->id > 0 ? store_get(gw->store, rq->id, m) : 0;
+	else
+		found = store_get_ref(gw->store, rq->ref, m);
+	if (found == 1)
+		return 0;
+
+	if (found == 0)
+		gateway_refuse(gw, slot, rq, "not_found", "no such message");
+	else
+		gateway_refuse(gw, slot, rq, "storage_error",
+		    "the store could not be read");
+	return -1;
+}
+
 void
 gateway_want_commit(struct gateway *gw)
 {
@@ -127,6 +168,70 @@ gateway_want_commit(struct gateway *gw)
 		return;
 	gw->commit_pending = 1;
 	event_active(gw->commit, EV_TIMEOUT, 0);
+}
+
+/*
+ * Remembers a state change until it is committed. A failed commit undoes
+ * every write of its pass, while the daemon goes on from the new states:
+ * they are written again (gateway_rewrite) until a commit takes them.
+ */
+static void
+gateway_dirty(struct gateway *gw, const struct store_message *m)
+{
+	struct store_message *items;
+	size_t size;
+
+	if (gw->ndirty == gw->dirty_size) {
+		size = gw->dirty_size ? gw->dirty_size * 2 : 256;
+		if ((items = realloc(gw->dirty, size * sizeof(*items))) ==
+		    NULL) {
+			log_err("gateway dirty-dropped id=%016" PRIx64
+			    " reason=no-memory", (uint64_t)m->id);
+			return;
+		}
+		gw->dirty = items;
+		gw->dirty_size = size;
+	}
+	gw->dirty[gw->ndirty] = *m;
+	gw->dirty[gw->ndirty].text = NULL;
+	gw->dirty[gw->ndirty].text_len = 0;
+	gw->ndirty++;
+}
+
+/* Writes the uncommitted changes again, in order, after a rollback. */
+static void
+gateway_rewrite(struct gateway *gw)
+{
+	size_t i;
+
+	for (i = 0; i < gw->ndirty; i++)
+		if (store_update(gw->store, &gw->dirty[i]) == -1)
+			break;
+}
+
+/* The changes so far are durable. */
+static void
+gateway_durable(struct gateway *gw)
+{
+	gw->ndirty = 0;
+	if (gw->store_failing)
+		log_notice("store commit-recovered failures=%" PRIu64,
+		    gw->commit_failures);
+	gw->store_failing = 0;
+}
+
+int
+gateway_store_failing(const struct gateway *gw)
+{
+	return gw->store_failing;
+}
+
+static void
+gateway_recommitcb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	gateway_want_commit(arg);
 }
 
 int
@@ -152,6 +257,7 @@ gateway_transition(struct gateway *gw, struct store_message *m,
 	gw->counts[from]--;
 	gw->counts[to]++;
 	gw->entered[to]++;
+	gateway_dirty(gw, m);
 	gateway_want_commit(gw);
 	return 0;
 }
@@ -164,8 +270,7 @@ gateway_wait(struct gateway *gw, enum gateway_waiting kind,
 	struct gateway_wait *w;
 
 	if ((w = calloc(1, sizeof(*w))) == NULL) {
-		gateway_error(gw, slot, rq, "storage_error", "out of memory");
-		gateway_request_free(rq);
+		gateway_refuse(gw, slot, rq, "storage_error", "out of memory");
 		return;
 	}
 	w->kind = kind;
@@ -189,9 +294,8 @@ gateway_send(struct gateway *gw, struct control_slot *slot,
 	int found;
 
 	if (gw->shutting_down) {
-		gateway_error(gw, slot, rq, "shutting_down",
+		gateway_refuse(gw, slot, rq, "shutting_down",
 		    "the daemon is stopping; try again later");
-		gateway_request_free(rq);
 		return;
 	}
 
@@ -209,9 +313,8 @@ gateway_send(struct gateway *gw, struct control_slot *slot,
 	}
 	if (gw->counts[MESSAGE_QUEUED] + gw->counts[MESSAGE_SENDING] >=
 	    cfg->storage.max_queued) {
-		gateway_error(gw, slot, rq, "queue_full",
+		gateway_refuse(gw, slot, rq, "queue_full",
 		    "the queue is full; try again later");
-		gateway_request_free(rq);
 		return;
 	}
 
@@ -243,9 +346,8 @@ gateway_send(struct gateway *gw, struct control_slot *slot,
 
 fail:
 	log_err("store insert-failed error=%s", store_error(gw->store));
-	gateway_error(gw, slot, rq, "storage_error",
+	gateway_refuse(gw, slot, rq, "storage_error",
 	    "the message could not be stored; it was not accepted");
-	gateway_request_free(rq);
 
 	/* The transaction may be gone: the whole pass fails with it. */
 	if (!store_in_transaction(gw->store)) {
@@ -260,23 +362,9 @@ gateway_status(struct gateway *gw, struct control_slot *slot,
 {
 	struct store_message m;
 	char id[PROTOCOL_ID_LEN + 1], when[32];
-	int found;
 
-	if (rq->has_id)
-		found = rq->id > 0 ? store_get(gw->store, rq->id, &m) : 0;
-	else
-		found = store_get_ref(gw->store, rq->ref, &m);
-	if (found == -1) {
-		gateway_error(gw, slot, rq, "storage_error",
-		    "the store could not be read");
-		gateway_request_free(rq);
+	if (gateway_lookup(gw, slot, rq, &m) == -1)
 		return;
-	}
-	if (found == 0) {
-		gateway_error(gw, slot, rq, "not_found", "no such message");
-		gateway_request_free(rq);
-		return;
-	}
 
 	protocol_reply_begin(gw->reply, rq, 1);
 	protocol_id_format(m.id, id);
@@ -322,22 +410,9 @@ gateway_cancel(struct gateway *gw, struct control_slot *slot,
     struct protocol_request *rq)
 {
 	struct store_message m;
-	int found;
 
-	if (rq->has_id)
-		found = rq->id > 0 ? store_get(gw->store, rq->id, &m) : 0;
-	else
-		found = store_get_ref(gw->store, rq->ref, &m);
-	if (found != 1) {
-		if (found == 0)
-			gateway_error(gw, slot, rq, "not_found",
-			    "no such message");
-		else
-			gateway_error(gw, slot, rq, "storage_error",
-			    "the store could not be read");
-		gateway_request_free(rq);
+	if (gateway_lookup(gw, slot, rq, &m) == -1)
 		return;
-	}
 	store_clear(&m);
 
 	/* Answered after the commit: the first cancel may be in it. */
@@ -346,19 +421,17 @@ gateway_cancel(struct gateway *gw, struct control_slot *slot,
 		return;
 	}
 	if (m.state != MESSAGE_QUEUED) {
-		gateway_error(gw, slot, rq, "not_cancellable",
+		gateway_refuse(gw, slot, rq, "not_cancellable",
 		    m.state == MESSAGE_SENDING || m.state == MESSAGE_SENT ?
 		    "the message was already handed to the upstream" :
 		    "the message is already finished");
-		gateway_request_free(rq);
 		return;
 	}
 
 	/* The queue's item for it is skipped when it comes up. */
 	if (gateway_transition(gw, &m, MESSAGE_CANCELLED) == -1) {
-		gateway_error(gw, slot, rq, "storage_error",
+		gateway_refuse(gw, slot, rq, "storage_error",
 		    "the cancellation could not be stored");
-		gateway_request_free(rq);
 		return;
 	}
 	gateway_wait(gw, WAITING_CANCEL, slot, rq, m.id, MESSAGE_CANCELLED, 1);
@@ -437,9 +510,8 @@ gateway_inbox(struct gateway *gw, struct control_slot *slot,
 	protocol_reply_close_array(r);
 	protocol_reply_int(r, "next", c.last);
 	if (n == -1) {
-		gateway_error(gw, slot, rq, "storage_error",
+		gateway_refuse(gw, slot, rq, "storage_error",
 		    "the inbox could not be read");
-		gateway_request_free(rq);
 		return;
 	}
 	gateway_reply(gw, slot);
@@ -515,6 +587,18 @@ gateway_answer(struct gateway *gw, struct gateway_wait *w)
 }
 
 /* Undoes a waiting request's effect on the counts after a failed commit. */
+/* A cancel answered storage_error must not be written again. */
+static void
+gateway_undirty(struct gateway *gw, int64_t id, enum message_state state)
+{
+	size_t i, kept = 0;
+
+	for (i = 0; i < gw->ndirty; i++)
+		if (gw->dirty[i].id != id || gw->dirty[i].state != state)
+			gw->dirty[kept++] = gw->dirty[i];
+	gw->ndirty = kept;
+}
+
 static void
 gateway_undo(struct gateway *gw, struct gateway_wait *w)
 {
@@ -523,6 +607,7 @@ gateway_undo(struct gateway *gw, struct gateway_wait *w)
 	if (w->changed && w->kind == WAITING_CANCEL) {
 		gw->counts[MESSAGE_CANCELLED]--;
 		gw->counts[MESSAGE_QUEUED]++;
+		gateway_undirty(gw, w->id, MESSAGE_CANCELLED);
 	}
 	gateway_error(gw, w->slot, w->rq, "storage_error",
 	    "the message could not be stored; it was not accepted");
@@ -533,6 +618,7 @@ gateway_commitcb(evutil_socket_t fd, short what, void *arg)
 {
 	struct gateway *gw = arg;
 	struct gateway_wait *w;
+	struct timeval tv;
 	int ok, kicked = 0;
 
 	(void)fd;
@@ -547,13 +633,15 @@ gateway_commitcb(evutil_socket_t fd, short what, void *arg)
 			store_rollback(gw->store);
 	}
 	gw->batch_lost = 0;
-	if (ok)
+	if (ok) {
 		gw->commits++;
-	else {
+		gateway_durable(gw);
+	} else {
 		gw->commit_failures++;
-		log_err("store commit-failed error=%s waiting=%s",
-		    store_error(gw->store),
-		    TAILQ_EMPTY(&gw->waits) ? "no" : "yes");
+		log_err("store commit-failed error=%s waiting=%s changes=%zu "
+		    "sending=paused", store_error(gw->store),
+		    TAILQ_EMPTY(&gw->waits) ? "no" : "yes", gw->ndirty);
+		gw->store_failing = 1;
 	}
 
 	while ((w = TAILQ_FIRST(&gw->waits)) != NULL) {
@@ -575,9 +663,15 @@ gateway_commitcb(evutil_socket_t fd, short what, void *arg)
 		free(w);
 	}
 
+	/* Answers first: a cancel refused above is no change to write. */
+	if (!ok && gw->ndirty > 0) {
+		gateway_rewrite(gw);
+		evtimer_add(gw->recommit, util_timeval(GATEWAY_RECOMMIT_MS,
+		    &tv));
+	}
 	if (gw->dispatcher.committed != NULL)
 		gw->dispatcher.committed(gw->dispatcher.arg, ok);
-	if (kicked && gw->dispatcher.kick != NULL)
+	if ((kicked || ok) && gw->dispatcher.kick != NULL)
 		gw->dispatcher.kick(gw->dispatcher.arg);
 }
 
@@ -598,19 +692,21 @@ gateway_prunecb(evutil_socket_t fd, short what, void *arg)
 	struct gateway *gw = arg;
 	struct timeval tv = { GATEWAY_PRUNE_IDLE_S, 0 };
 	int64_t before;
-	int n;
+	int n, in;
 
 	(void)fd;
 	(void)what;
 	before = util_now_ms() - (int64_t)gw->cfg->storage.retention * 1000;
 	n = store_prune(gw->store, before, GATEWAY_PRUNE_BATCH);
-	if (n == -1)
+	in = n == -1 ? -1 : store_inbox_prune(gw->store, before,
+	    GATEWAY_PRUNE_BATCH);
+	if (n == -1 || in == -1)
 		log_err("store prune-failed error=%s", store_error(gw->store));
-	else if (n > 0) {
-		log_info("store pruned messages=%d", n);
+	else if (n > 0 || in > 0) {
+		log_info("store pruned messages=%d inbound=%d", n, in);
 		gateway_want_commit(gw);
 		/* More may be left: come back soon, in another small pass. */
-		if (n == GATEWAY_PRUNE_BATCH) {
+		if (n == GATEWAY_PRUNE_BATCH || in == GATEWAY_PRUNE_BATCH) {
 			tv.tv_sec = 0;
 			tv.tv_usec = 100 * 1000;
 		}
@@ -636,7 +732,8 @@ gateway_new(struct event_base *base, const struct config *cfg,
 	    (gw->reply = protocol_reply_new()) == NULL ||
 	    (gw->commit = event_new(base, -1, 0, gateway_commitcb, gw)) ==
 	    NULL || (gw->prune = evtimer_new(base, gateway_prunecb, gw)) ==
-	    NULL)
+	    NULL || (gw->recommit = evtimer_new(base, gateway_recommitcb,
+	    gw)) == NULL)
 		goto nomem;
 	event_priority_set(gw->commit, GATEWAY_COMMIT_PRIORITY);
 	evtimer_add(gw->prune, &tv);
@@ -671,6 +768,9 @@ gateway_free(struct gateway *gw)
 		event_free(gw->commit);
 	if (gw->prune != NULL)
 		event_free(gw->prune);
+	if (gw->recommit != NULL)
+		event_free(gw->recommit);
+	free(gw->dirty);
 	protocol_reply_free(gw->reply);
 	queue_free(gw->queue);
 	free(gw);
@@ -808,9 +908,12 @@ gateway_report(struct gateway *gw, int64_t id, int code)
 	protocol_id_format(id, name);
 	gw->reports++;
 
-	/* A final state stays; a late or repeated report changes nothing. */
+	/*
+	 * The first final report stays, in the state and in the record; a
+	 * late, repeated or contrary one changes nothing.
+	 */
 	if (m.state == MESSAGE_DELIVERED || m.state == MESSAGE_UNDELIVERED ||
-	    (!final && m.has_report && dlr_code_final(m.report_code))) {
+	    (m.has_report && dlr_code_final(m.report_code))) {
 		log_info("msg report-ignored id=%s code=%d report=%s state=%s",
 		    name, code, dlr_code_name(code),
 		    message_state_name(m.state));
@@ -855,6 +958,7 @@ gateway_inbound(struct gateway *gw, const struct dlr_inbound *in)
 	 */
 	if ((id = store_inbox_insert(gw->store, &row)) == -1 ||
 	    store_commit(gw->store) == -1) {
+		gw->store_failing = 1;
 		log_err("store inbound-failed error=%s",
 		    store_error(gw->store));
 		if (!store_in_transaction(gw->store))
@@ -862,6 +966,7 @@ gateway_inbound(struct gateway *gw, const struct dlr_inbound *in)
 		gateway_want_commit(gw);
 		return 503;
 	}
+	gateway_durable(gw);
 	gw->inbound++;
 	log_info("inbound received id=%" PRId64 " from=%s to=%s bytes=%zu "
 	    "charset=%s", id, log_number(in->from, from, sizeof(from)),
@@ -905,24 +1010,16 @@ gateway_metrics(const struct gateway *gw, struct metrics_page *page)
 		metrics_sample(page, "smsgw_queue_depth", label,
 		    (double)queue_ready_priority(gw->queue, i));
 	}
-	metrics_family(page, "smsgw_queue_deferred", "gauge",
-	    "Messages waiting for a retry.");
-	metrics_sample(page, "smsgw_queue_deferred", NULL,
-	    (double)queue_deferred(gw->queue));
-	metrics_family(page, "smsgw_delivery_reports_total", "counter",
-	    "Delivery reports taken by the listener.");
-	metrics_sample(page, "smsgw_delivery_reports_total", NULL,
-	    (double)gw->reports);
-	metrics_family(page, "smsgw_inbound_total", "counter",
-	    "Inbound messages stored.");
-	metrics_sample(page, "smsgw_inbound_total", NULL, (double)gw->inbound);
-	metrics_family(page, "smsgw_store_commit_failures_total", "counter",
-	    "Commits of the store that failed.");
-	metrics_sample(page, "smsgw_store_commit_failures_total", NULL,
-	    (double)gw->commit_failures);
-	metrics_family(page, "smsgw_uptime_seconds", "gauge",
-	    "Seconds since the daemon started.");
-	metrics_sample(page, "smsgw_uptime_seconds", NULL,
+	metrics_single(page, "smsgw_queue_deferred", "gauge",
+	    "Messages waiting for a retry.", (double)queue_deferred(gw->queue));
+	metrics_single(page, "smsgw_delivery_reports_total", "counter",
+	    "Delivery reports taken by the listener.", (double)gw->reports);
+	metrics_single(page, "smsgw_inbound_total", "counter",
+	    "Inbound messages stored.", (double)gw->inbound);
+	metrics_single(page, "smsgw_store_commit_failures_total", "counter",
+	    "Commits of the store that failed.", (double)gw->commit_failures);
+	metrics_single(page, "smsgw_uptime_seconds", "gauge",
+	    "Seconds since the daemon started.",
 	    (double)(util_mono_ms() - gw->started) / 1000.0);
 }
 

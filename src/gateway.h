@@ -88,6 +88,12 @@ int		 gateway_inbound(struct gateway *, const struct dlr_inbound *);
 /* Writes the gateway's metric families (messages, queue) to PAGE. */
 void		 gateway_metrics(const struct gateway *, struct metrics_page *);
 
+/*
+ * True while the store cannot commit: the dispatcher then starts nothing,
+ * so that no state it could not record piles up.
+ */
+int		 gateway_store_failing(const struct gateway *);
+
 /* Makes sure a commit runs at the end of this loop pass. */
 void		 gateway_want_commit(struct gateway *);
 

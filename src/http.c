@@ -516,9 +516,7 @@ http_timer_cb(CURLM *multi, long timeout_ms, void *arg)
 		return 0;
 	}
 
-	tv.tv_sec = timeout_ms / 1000;
-	tv.tv_usec = (timeout_ms % 1000) * 1000;
-	evtimer_add(http->timer, &tv);
+	evtimer_add(http->timer, util_timeval(timeout_ms, &tv));
 	return 0;
 }
 

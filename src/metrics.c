@@ -420,6 +420,14 @@ metrics_sample(struct metrics_page *page, const char *name,
 }
 
 void
+metrics_single(struct metrics_page *page, const char *name,
+    const char *type, const char *help, double value)
+{
+	metrics_family(page, name, type, help);
+	metrics_sample(page, name, NULL, value);
+}
+
+void
 metrics_histogram_observe(struct metrics_histogram *h, double value)
 {
 	size_t i;

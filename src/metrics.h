@@ -56,6 +56,9 @@ void	metrics_family(struct metrics_page *, const char *name,
 /* A sample of the current family (a counter or a gauge); LABELS or NULL. */
 void	metrics_sample(struct metrics_page *, const char *name,
 	    const struct metrics_label *labels, double value);
+/* A family of one sample without labels: the two calls above in one. */
+void	metrics_single(struct metrics_page *, const char *name,
+	    const char *type, const char *help, double value);
 /*
  * A series of the current family (a histogram called NAME): its cumulative
  * NAME_bucket{le="..."} lines up to le="+Inf", then NAME_sum and

@@ -483,10 +483,27 @@ panacea_set(struct panacea_result *r, enum panacea_outcome outcome,
 	snprintf(r->reason, sizeof(r->reason), "%s", reason);
 }
 
+/* Classifies a negative status by the table. */
+static void
+panacea_classify_error(int code, struct panacea_result *r)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(panacea_codes) / sizeof(panacea_codes[0]); i++)
+		if (panacea_codes[i].code == code) {
+			panacea_set(r, panacea_codes[i].outcome,
+			    panacea_codes[i].reason);
+			return;
+		}
+	panacea_set(r, PANACEA_RETRY, "unknown-code");
+	r->attempt_cap = PANACEA_UNKNOWN_CAP;
+}
+
 /*
  * Reads the envelope into ENV. yajl's parser keeps its nesting on the
  * heap, not the C stack, and nothing here builds a tree, so any depth is
- * safe. Returns 0, or -1 with R classified as a broken answer.
+ * safe. Returns 0 for a status of 0 or more, or -1 with R classified: a
+ * broken answer, or a negative status by the table.
  */
 static int
 panacea_envelope(long http_status, const char *body, size_t len,
@@ -537,23 +554,11 @@ panacea_envelope(long http_status, const char *body, size_t len,
 	}
 	r->has_code = 1;
 	r->code = env->status;
+	if (env->status < 0) {
+		panacea_classify_error(env->status, r);
+		return -1;
+	}
 	return 0;
-}
-
-/* Classifies a negative status by the table. */
-static void
-panacea_classify_error(int code, struct panacea_result *r)
-{
-	size_t i;
-
-	for (i = 0; i < sizeof(panacea_codes) / sizeof(panacea_codes[0]); i++)
-		if (panacea_codes[i].code == code) {
-			panacea_set(r, panacea_codes[i].outcome,
-			    panacea_codes[i].reason);
-			return;
-		}
-	panacea_set(r, PANACEA_RETRY, "unknown-code");
-	r->attempt_cap = PANACEA_UNKNOWN_CAP;
 }
 
 void
@@ -564,11 +569,6 @@ panacea_classify_send(long http_status, const char *body, size_t len,
 
 	if (panacea_envelope(http_status, body, len, &env, r) == -1)
 		return;
-
-	if (env.status < 0) {
-		panacea_classify_error(env.status, r);
-		return;
-	}
 
 	/*
 	 * The message was accepted whatever details holds: without a usable
@@ -597,11 +597,6 @@ panacea_classify_balance(long http_status, const char *body, size_t len,
 
 	if (panacea_envelope(http_status, body, len, &env, r) == -1)
 		return;
-
-	if (env.status < 0) {
-		panacea_classify_error(env.status, r);
-		return;
-	}
 
 	if ((env.details != PANACEA_DETAILS_STRING &&
 	    env.details != PANACEA_DETAILS_NUMBER) || env.text_cut ||

@@ -3,6 +3,7 @@
  * the writer of response lines.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -14,6 +15,10 @@
 
 #include "message.h"
 #include "protocol.h"
+#include "util.h"
+
+_Static_assert(PROTOCOL_ID_LEN == UTIL_ID_LEN,
+    "the protocol's ids are the text form of util_id_format");
 
 /* Deeper nesting than this is refused; no request needs more than 2. */
 #define PROTOCOL_MAX_DEPTH	32
@@ -269,47 +274,6 @@ protocol_surrogates_paired(const char *s, size_t n)
 	return 1;
 }
 
-/*
- * yajl lets overlong forms and encoded surrogates through, so the line is
- * checked here first, strictly, the ASCII majority at a glance.
- */
-static int
-protocol_utf8_valid(const unsigned char *s, size_t n)
-{
-	size_t i = 0, need;
-	unsigned c, lo, hi;
-
-	while (i < n) {
-		c = s[i++];
-		if (c < 0x80)
-			continue;
-		lo = 0x80;
-		hi = 0xbf;
-		if (c >= 0xc2 && c <= 0xdf)
-			need = 1;
-		else if (c >= 0xe0 && c <= 0xef) {
-			need = 2;
-			if (c == 0xe0)
-				lo = 0xa0;
-			else if (c == 0xed)
-				hi = 0x9f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			need = 3;
-			if (c == 0xf0)
-				lo = 0x90;
-			else if (c == 0xf4)
-				hi = 0x8f;
-		} else
-			return 0;
-		if (i + need > n || s[i] < lo || s[i] > hi)
-			return 0;
-		for (i++, need--; need > 0; i++, need--)
-			if (s[i] < 0x80 || s[i] > 0xbf)
-				return 0;
-	}
-	return 1;
-}
-
 static void
 protocol_parser_clear(struct protocol_parser *p)
 {
@@ -327,7 +291,8 @@ protocol_read(const char *line, size_t len, struct protocol_parser *p,
 	yajl_status st;
 	unsigned char *detail;
 
-	if (!protocol_utf8_valid((const unsigned char *)line, len)) {
+	/* yajl lets overlong forms and encoded surrogates through. */
+	if (!util_utf8_valid((const unsigned char *)line, len)) {
 		protocol_error_set(e, "bad_request", "line is not valid UTF-8");
 		return -1;
 	}
@@ -474,13 +439,16 @@ protocol_integer(const struct protocol_value *v, int64_t min, int64_t max,
 {
 	size_t i;
 
-	if (v->type != TYPE_NUMBER || v->n > 18 ||
+	if (v->type != TYPE_NUMBER || v->n > 19 ||
 	    (v->s[0] == '0' && v->n > 1))
 		return -1;
 	for (i = 0; i < v->n; i++)
 		if (!isdigit((unsigned char)v->s[i]))
 			return -1;
+	errno = 0;
 	*out = strtoll(v->s, NULL, 10);
+	if (errno == ERANGE)
+		return -1;
 	return *out >= min && *out <= max ? 0 : -1;
 }
 
@@ -683,27 +651,13 @@ protocol_request_clear(struct protocol_request *rq)
 void
 protocol_id_format(int64_t id, char *buf)
 {
-	snprintf(buf, PROTOCOL_ID_LEN + 1, "%016" PRIx64, (uint64_t)id);
+	util_id_format(id, buf);
 }
 
 int
 protocol_id_parse(const char *s, size_t n, int64_t *id)
 {
-	uint64_t v = 0;
-	size_t i;
-
-	if (n == 0 || n > PROTOCOL_ID_LEN)
-		return -1;
-	for (i = 0; i < n; i++) {
-		if (!isxdigit((unsigned char)s[i]))
-			return -1;
-		v = v << 4 | (uint64_t)(isdigit((unsigned char)s[i]) ?
-		    s[i] - '0' : tolower((unsigned char)s[i]) - 'a' + 10);
-	}
-	if (v == 0 || v > INT64_MAX)
-		return -1;
-	*id = (int64_t)v;
-	return 0;
+	return util_id_parse(s, n, id);
 }
 
 static void

@@ -18,11 +18,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_tree.h>
+
+#include "util.h"
 
 #define CTL_SOCKET_DEFAULT	"/run/smsgwd/smsgwd.sock"
 #define CTL_TIMEOUT_DEFAULT	10
@@ -81,9 +82,11 @@ struct ctl_pair {
 
 typedef int (*ctl_printer)(yajl_val, const char *);
 
+/* A command with a printer but no run function takes no arguments. */
 struct ctl_command {
 	const char	*name;
 	int		(*run)(struct ctl *, int, char **);
+	ctl_printer	 print;
 };
 
 static const char ctl_usage_text[] =
@@ -140,20 +143,26 @@ ctl_usage_error(const char *fmt, ...)
 	return EX_USAGE;
 }
 
+/*
+ * Answers -h with the help on standard output, any other option getopt
+ * returned with the usage on standard error. Returns the exit status.
+ */
+static int
+ctl_help_or_usage(int c)
+{
+	if (c == 'h') {
+		ctl_usage(stdout);
+		return 0;
+	}
+	ctl_usage(stderr);
+	return EX_USAGE;
+}
+
 static void
 ctl_nomem(void)
 {
 	fputs("smsgwctl: out of memory\n", stderr);
 	exit(CTL_EXIT_FAILED);
-}
-
-static int64_t
-ctl_mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Parses a decimal integer in [min, max], all of s. */
@@ -294,7 +303,7 @@ ctl_connect(const struct ctl *ctl, struct ctl_conn *conn)
 		goto fail;
 
 	conn->fd = fd;
-	conn->progress = ctl_mono_ms();
+	conn->progress = util_mono_ms();
 	return 0;
 
 fail:
@@ -338,7 +347,7 @@ ctl_conn_write(const struct ctl *ctl, struct ctl_conn *conn)
 	}
 
 	conn->out.off += (size_t)n;
-	conn->progress = ctl_mono_ms();
+	conn->progress = util_mono_ms();
 	return 0;
 }
 
@@ -363,7 +372,7 @@ ctl_conn_read(const struct ctl *ctl, struct ctl_conn *conn)
 	}
 
 	conn->in.len += (size_t)n;
-	conn->progress = ctl_mono_ms();
+	conn->progress = util_mono_ms();
 	return 0;
 }
 
@@ -391,7 +400,7 @@ ctl_conn_poll(const struct ctl *ctl, struct ctl_conn *conn, int extra,
 	pfd[1].revents = 0;
 
 	if (owed && ctl->timeout > 0) {
-		wait = conn->progress + ctl->timeout * 1000 - ctl_mono_ms();
+		wait = conn->progress + ctl->timeout * 1000 - util_mono_ms();
 		if (wait <= 0) {
 			fprintf(stderr, "smsgwctl: no answer within %d s\n",
 			    ctl->timeout);
@@ -495,6 +504,13 @@ ctl_request_cstring(yajl_gen g, const char *key, const char *value)
 {
 	if (value != NULL)
 		ctl_request_string(g, key, value, strlen(value));
+}
+
+static void
+ctl_request_integer(yajl_gen g, const char *key, long long value)
+{
+	yajl_gen_string(g, (const unsigned char *)key, strlen(key));
+	yajl_gen_integer(g, value);
 }
 
 static int
@@ -749,14 +765,8 @@ ctl_plain_options(int argc, char **argv)
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
-		if (c == 'h') {
-			ctl_usage(stdout);
-			return 0;
-		}
-		ctl_usage(stderr);
-		return EX_USAGE;
-	}
+	if ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1)
+		return ctl_help_or_usage(c);
 	return -1;
 }
 
@@ -833,12 +843,8 @@ ctl_send_options(int argc, char **argv, struct ctl_send *args)
 				    "takes a positive number of seconds, "
 				    "not '%s'", optarg);
 			break;
-		case 'h':
-			ctl_usage(stdout);
-			return 0;
 		default:
-			ctl_usage(stderr);
-			return EX_USAGE;
+			return ctl_help_or_usage(c);
 		}
 	}
 	return -1;
@@ -872,10 +878,8 @@ ctl_cmd_send(struct ctl *ctl, int argc, char **argv)
 	ctl_request_cstring(g, "from", args.from);
 	ctl_request_cstring(g, "ref", args.ref);
 	ctl_request_cstring(g, "priority", args.priority);
-	if (args.valid_for > 0) {
-		yajl_gen_string(g, (const unsigned char *)"valid_for", 9);
-		yajl_gen_integer(g, args.valid_for);
-	}
+	if (args.valid_for > 0)
+		ctl_request_integer(g, "valid_for", args.valid_for);
 	ctl_buf_free(&text);
 
 	return ctl_run(ctl, g, ctl_print_send, NULL);
@@ -898,12 +902,8 @@ ctl_cmd_status(struct ctl *ctl, int argc, char **argv)
 		case 'r':
 			ref = optarg;
 			break;
-		case 'h':
-			ctl_usage(stdout);
-			return 0;
 		default:
-			ctl_usage(stderr);
-			return EX_USAGE;
+			return ctl_help_or_usage(c);
 		}
 	}
 	if (argc - optind != (ref == NULL ? 1 : 0))
@@ -933,30 +933,19 @@ ctl_cmd_cancel(struct ctl *ctl, int argc, char **argv)
 	return ctl_run(ctl, g, ctl_print_cancel, argv[optind]);
 }
 
+/* A command without arguments: the request is its op alone. */
 static int
-ctl_cmd_stats(struct ctl *ctl, int argc, char **argv)
+ctl_cmd_plain(struct ctl *ctl, const struct ctl_command *cmd, int argc,
+    char **argv)
 {
 	int status;
 
 	if ((status = ctl_plain_options(argc, argv)) != -1)
 		return status;
 	if (argc != optind)
-		return ctl_usage_error("stats takes no arguments");
+		return ctl_usage_error("%s takes no arguments", cmd->name);
 
-	return ctl_run(ctl, ctl_request("stats"), ctl_print_stats, NULL);
-}
-
-static int
-ctl_cmd_ping(struct ctl *ctl, int argc, char **argv)
-{
-	int status;
-
-	if ((status = ctl_plain_options(argc, argv)) != -1)
-		return status;
-	if (argc != optind)
-		return ctl_usage_error("ping takes no arguments");
-
-	return ctl_run(ctl, ctl_request("ping"), ctl_print_ping, NULL);
+	return ctl_run(ctl, ctl_request(cmd->name), cmd->print, NULL);
 }
 
 /* The cursor of the last inbound message printed. */
@@ -1017,12 +1006,8 @@ ctl_cmd_inbox(struct ctl *ctl, int argc, char **argv)
 		case 'f':
 			follow = true;
 			break;
-		case 'h':
-			ctl_usage(stdout);
-			return 0;
 		default:
-			ctl_usage(stderr);
-			return EX_USAGE;
+			return ctl_help_or_usage(c);
 		}
 	}
 	if (argc != optind)
@@ -1032,8 +1017,7 @@ ctl_cmd_inbox(struct ctl *ctl, int argc, char **argv)
 	ctl_inbox_next = after;
 	do {
 		g = ctl_request("inbox");
-		yajl_gen_string(g, (const unsigned char *)"after", 5);
-		yajl_gen_integer(g, ctl_inbox_next);
+		ctl_request_integer(g, "after", ctl_inbox_next);
 		ctl_inbox_count = 0;
 		status = ctl_run(ctl, g, ctl_print_inbox, NULL);
 		if (status != 0)
@@ -1065,7 +1049,7 @@ ctl_batch_queue(struct ctl_batch *b, const char *line, size_t len)
 
 	/* The wait for this answer starts now, not at the last answer. */
 	if (b->owed == 0)
-		b->conn.progress = ctl_mono_ms();
+		b->conn.progress = util_mono_ms();
 	ctl_buf_append(&b->conn.out, line, len);
 	ctl_buf_append(&b->conn.out, "\n", 1);
 	b->owed++;
@@ -1209,14 +1193,14 @@ ctl_cmd_batch(struct ctl *ctl, int argc, char **argv)
 }
 
 static const struct ctl_command ctl_commands[] = {
-	{ "send", ctl_cmd_send },
-	{ "status", ctl_cmd_status },
-	{ "cancel", ctl_cmd_cancel },
-	{ "stats", ctl_cmd_stats },
-	{ "ping", ctl_cmd_ping },
-	{ "inbox", ctl_cmd_inbox },
-	{ "batch", ctl_cmd_batch },
-	{ NULL, NULL }
+	{ "send", ctl_cmd_send, NULL },
+	{ "status", ctl_cmd_status, NULL },
+	{ "cancel", ctl_cmd_cancel, NULL },
+	{ "stats", NULL, ctl_print_stats },
+	{ "ping", NULL, ctl_print_ping },
+	{ "inbox", ctl_cmd_inbox, NULL },
+	{ "batch", ctl_cmd_batch, NULL },
+	{ NULL, NULL, NULL }
 };
 
 int
@@ -1256,12 +1240,8 @@ main(int argc, char **argv)
 		case 'j':
 			ctl.json = true;
 			break;
-		case 'h':
-			ctl_usage(stdout);
-			return 0;
 		default:
-			ctl_usage(stderr);
-			return EX_USAGE;
+			return ctl_help_or_usage(c);
 		}
 	}
 	if (optind >= argc)
@@ -1278,5 +1258,7 @@ main(int argc, char **argv)
 	argv += optind;
 	argv[0] = ctl_progname;
 	optind = 0;
+	if (cmd->run == NULL)
+		return ctl_cmd_plain(&ctl, cmd, argc, argv);
 	return cmd->run(&ctl, argc, argv);
 }

@@ -92,9 +92,7 @@ smsgwd_timer_add(struct event *ev, int64_t ms)
 {
 	struct timeval tv;
 
-	tv.tv_sec = (time_t)(ms / 1000);
-	tv.tv_usec = (suseconds_t)(ms % 1000 * 1000);
-	event_add(ev, &tv);
+	event_add(ev, util_timeval(ms, &tv));
 }
 
 /* Tells the service manager STATE, followed by the current status. */

@@ -157,7 +157,7 @@ store_done(sqlite3_stmt *stmt)
 	sqlite3_clear_bindings(stmt);
 }
 
-/* Runs a statement that returns no rows. */
+/* Runs a statement that returns no rows, bound already. */
 static int
 store_run(struct store *s, enum store_stmt which)
 {
@@ -169,6 +169,24 @@ store_run(struct store *s, enum store_stmt which)
 		store_fail(s, NULL);
 	store_done(stmt);
 	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/*
+ * Steps a query to its next row: 1 a row, 0 no more, -1 failure. The
+ * caller reads the row, then calls store_done.
+ */
+static int
+store_step(struct store *s, sqlite3_stmt *stmt)
+{
+	int rc;
+
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW)
+		return 1;
+	if (rc == SQLITE_DONE)
+		return 0;
+	store_fail(s, NULL);
+	return -1;
 }
 
 static void
@@ -455,7 +473,6 @@ store_insert(struct store *s, struct store_message *m)
 	sqlite3_stmt *stmt = s->stmt[STORE_INSERT];
 	const char *text = m->text != NULL ? m->text : "";
 	size_t len = m->text != NULL ? m->text_len : 0;
-	int rc;
 
 	if (store_begin(s) == -1)
 		return -1;
@@ -472,12 +489,7 @@ store_insert(struct store *s, struct store_message *m)
 	if (m->ref[0] != '\0')
 		store_bind_string(stmt, 10, m->ref, sizeof(m->ref));
 	sqlite3_bind_blob64(stmt, 11, text, len, SQLITE_STATIC);
-
-	rc = sqlite3_step(stmt);
-	if (rc != SQLITE_DONE)
-		store_fail(s, NULL);
-	store_done(stmt);
-	if (rc != SQLITE_DONE)
+	if (store_run(s, STORE_INSERT) == -1)
 		return -1;
 
 	m->id = sqlite3_last_insert_rowid(s->db);
@@ -545,17 +557,10 @@ store_row(struct store *s, sqlite3_stmt *stmt, struct store_message *m)
 static int
 store_fetch(struct store *s, sqlite3_stmt *stmt, struct store_message *m)
 {
-	int rc, found;
+	int found;
 
-	rc = sqlite3_step(stmt);
-	if (rc == SQLITE_ROW)
-		found = store_row(s, stmt, m) == 0 ? 1 : -1;
-	else if (rc == SQLITE_DONE)
-		found = 0;
-	else {
-		store_fail(s, NULL);
+	if ((found = store_step(s, stmt)) == 1 && store_row(s, stmt, m) == -1)
 		found = -1;
-	}
 	store_done(stmt);
 	return found;
 }
@@ -584,22 +589,14 @@ int
 store_find_ref(struct store *s, const char *ref, int64_t *id)
 {
 	sqlite3_stmt *stmt = s->stmt[STORE_FIND_REF];
-	int rc, found;
+	int found;
 
 	if (ref[0] == '\0')
 		return 0;
 
 	sqlite3_bind_text(stmt, 1, ref, -1, SQLITE_STATIC);
-	rc = sqlite3_step(stmt);
-	if (rc == SQLITE_ROW) {
+	if ((found = store_step(s, stmt)) == 1)
 		*id = sqlite3_column_int64(stmt, 0);
-		found = 1;
-	} else if (rc == SQLITE_DONE)
-		found = 0;
-	else {
-		store_fail(s, NULL);
-		found = -1;
-	}
 	store_done(stmt);
 	return found;
 }
@@ -617,7 +614,6 @@ int
 store_update(struct store *s, const struct store_message *m)
 {
 	sqlite3_stmt *stmt = s->stmt[STORE_UPDATE];
-	int rc;
 
 	if (store_begin(s) == -1)
 		return -1;
@@ -631,12 +627,7 @@ store_update(struct store *s, const struct store_message *m)
 	store_bind_string(stmt, 6, m->reason, sizeof(m->reason));
 	sqlite3_bind_int64(stmt, 7, m->updated);
 	sqlite3_bind_int64(stmt, 8, m->id);
-
-	rc = sqlite3_step(stmt);
-	if (rc != SQLITE_DONE)
-		store_fail(s, NULL);
-	store_done(stmt);
-	if (rc != SQLITE_DONE)
+	if (store_run(s, STORE_UPDATE) == -1)
 		return -1;
 
 	if (sqlite3_changes(s->db) == 0) {
@@ -654,15 +645,14 @@ int
 store_oldest(struct store *s, int64_t *created)
 {
 	sqlite3_stmt *stmt = s->stmt[STORE_OLDEST];
-	int rc, found = 0;
+	int found;
 
-	rc = sqlite3_step(stmt);
-	if (rc == SQLITE_ROW && sqlite3_column_type(stmt, 0) != SQLITE_NULL) {
-		*created = sqlite3_column_int64(stmt, 0);
-		found = 1;
-	} else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		store_fail(s, NULL);
-		found = -1;
+	/* min() of no rows is one row holding NULL. */
+	if ((found = store_step(s, stmt)) == 1) {
+		if (sqlite3_column_type(stmt, 0) == SQLITE_NULL)
+			found = 0;
+		else
+			*created = sqlite3_column_int64(stmt, 0);
 	}
 	store_done(stmt);
 	return found;
@@ -672,7 +662,6 @@ int
 store_report(struct store *s, int64_t id, int code, int64_t at)
 {
 	sqlite3_stmt *stmt = s->stmt[STORE_REPORT];
-	int rc;
 
 	if (store_begin(s) == -1)
 		return -1;
@@ -680,11 +669,7 @@ store_report(struct store *s, int64_t id, int code, int64_t at)
 	sqlite3_bind_int(stmt, 1, code);
 	sqlite3_bind_int64(stmt, 2, at);
 	sqlite3_bind_int64(stmt, 3, id);
-	rc = sqlite3_step(stmt);
-	if (rc != SQLITE_DONE)
-		store_fail(s, NULL);
-	store_done(stmt);
-	return rc == SQLITE_DONE ? 0 : -1;
+	return store_run(s, STORE_REPORT);
 }
 
 int
@@ -695,7 +680,7 @@ store_load(struct store *s,
 	struct store_pending p;
 	int rc, ret = 0;
 
-	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+	while ((rc = store_step(s, stmt)) == 1) {
 		p.id = sqlite3_column_int64(stmt, 0);
 		p.state = (enum message_state)sqlite3_column_int(stmt, 1);
 		p.priority = sqlite3_column_int(stmt, 2);
@@ -707,10 +692,8 @@ store_load(struct store *s,
 			break;
 		}
 	}
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		store_fail(s, NULL);
+	if (rc == -1)
 		ret = -1;
-	}
 	store_done(stmt);
 	return ret;
 }
@@ -722,44 +705,44 @@ store_count(struct store *s, int64_t *counts)
 	int rc, state;
 
 	memset(counts, 0, MESSAGE_STATE_MAX * sizeof(*counts));
-	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+	while ((rc = store_step(s, stmt)) == 1) {
 		state = sqlite3_column_int(stmt, 0);
 		if (state >= 0 && state < MESSAGE_STATE_MAX)
 			counts[state] = sqlite3_column_int64(stmt, 1);
 	}
-	if (rc != SQLITE_DONE)
-		store_fail(s, NULL);
 	store_done(stmt);
-	return rc == SQLITE_DONE ? 0 : -1;
+	return rc;
 }
 
-int
-store_prune(struct store *s, int64_t before, int limit)
+/* Runs a DELETE bound to (before, limit): how many rows went, or -1. */
+static int
+store_delete(struct store *s, enum store_stmt which, int64_t before,
+    int limit)
 {
-	sqlite3_stmt *stmt = s->stmt[STORE_PRUNE];
-	int rc;
+	sqlite3_stmt *stmt = s->stmt[which];
 
-	if (limit <= 0)
-		return 0;
 	if (store_begin(s) == -1)
 		return -1;
 
 	sqlite3_bind_int64(stmt, 1, before);
 	sqlite3_bind_int(stmt, 2, limit);
-	rc = sqlite3_step(stmt);
-	if (rc != SQLITE_DONE)
-		store_fail(s, NULL);
-	store_done(stmt);
-	if (rc != SQLITE_DONE)
+	if (store_run(s, which) == -1)
 		return -1;
 	return sqlite3_changes(s->db);
+}
+
+int
+store_prune(struct store *s, int64_t before, int limit)
+{
+	if (limit <= 0)
+		return 0;
+	return store_delete(s, STORE_PRUNE, before, limit);
 }
 
 int64_t
 store_inbox_insert(struct store *s, const struct store_inbound *in)
 {
 	sqlite3_stmt *stmt = s->stmt[STORE_INBOX_INSERT];
-	int rc;
 
 	if (store_begin(s) == -1)
 		return -1;
@@ -770,11 +753,7 @@ store_inbox_insert(struct store *s, const struct store_inbound *in)
 	sqlite3_bind_text(stmt, 4, in->charset, -1, SQLITE_STATIC);
 	sqlite3_bind_text(stmt, 5, in->code, -1, SQLITE_STATIC);
 	sqlite3_bind_blob64(stmt, 6, in->text, in->text_len, SQLITE_STATIC);
-	rc = sqlite3_step(stmt);
-	if (rc != SQLITE_DONE)
-		store_fail(s, NULL);
-	store_done(stmt);
-	if (rc != SQLITE_DONE)
+	if (store_run(s, STORE_INBOX_INSERT) == -1)
 		return -1;
 	return sqlite3_last_insert_rowid(s->db);
 }
@@ -789,7 +768,7 @@ store_inbox_list(struct store *s, int64_t after, int limit,
 
 	sqlite3_bind_int64(stmt, 1, after);
 	sqlite3_bind_int(stmt, 2, limit);
-	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+	while ((rc = store_step(s, stmt)) == 1) {
 		in.id = sqlite3_column_int64(stmt, 0);
 		in.received = sqlite3_column_int64(stmt, 1);
 		in.from = (const char *)sqlite3_column_text(stmt, 2);
@@ -804,10 +783,8 @@ store_inbox_list(struct store *s, int64_t after, int limit,
 		if (cb(arg, &in) != 0)
 			break;
 	}
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		store_fail(s, NULL);
+	if (rc == -1)
 		n = -1;
-	}
 	store_done(stmt);
 	return n;
 }
@@ -815,18 +792,5 @@ store_inbox_list(struct store *s, int64_t after, int limit,
 int
 store_inbox_prune(struct store *s, int64_t before, int limit)
 {
-	sqlite3_stmt *stmt = s->stmt[STORE_INBOX_PRUNE];
-	int rc;
-
-	if (store_begin(s) == -1)
-		return -1;
-	sqlite3_bind_int64(stmt, 1, before);
-	sqlite3_bind_int(stmt, 2, limit);
-	rc = sqlite3_step(stmt);
-	if (rc != SQLITE_DONE)
-		store_fail(s, NULL);
-	store_done(stmt);
-	if (rc != SQLITE_DONE)
-		return -1;
-	return sqlite3_changes(s->db);
+	return store_delete(s, STORE_INBOX_PRUNE, before, limit);
 }

@@ -120,6 +120,27 @@ START_TEST(samples_with_and_without_labels)
 }
 END_TEST
 
+START_TEST(single_writes_a_family_and_its_one_sample)
+{
+	metrics_single(page, "smsgw_inflight", "gauge", "In flight.", 3);
+	metrics_single(page, "smsgw_inbound_total", "counter", "Inbound.",
+	    0.5);
+	expect_text("# HELP smsgw_inflight In flight.\n"
+	    "# TYPE smsgw_inflight gauge\n"
+	    "smsgw_inflight 3\n"
+	    "# HELP smsgw_inbound_total Inbound.\n"
+	    "# TYPE smsgw_inbound_total counter\n"
+	    "smsgw_inbound_total 0.5\n");
+}
+END_TEST
+
+START_TEST(single_checks_its_family_like_metrics_family)
+{
+	metrics_single(page, "smsgw_inbound", "counter", "Inbound.", 1);
+	expect_error("_total");
+}
+END_TEST
+
 START_TEST(label_values_escape_backslash_quote_newline)
 {
 	static const struct metrics_label labels[] = {
@@ -781,6 +802,8 @@ metrics_suite(void)
 	tcase_add_test(w, family_writes_help_then_type);
 	tcase_add_test(w, help_escapes_backslash_and_newline_only);
 	tcase_add_test(w, samples_with_and_without_labels);
+	tcase_add_test(w, single_writes_a_family_and_its_one_sample);
+	tcase_add_test(w, single_checks_its_family_like_metrics_family);
 	tcase_add_test(w, label_values_escape_backslash_quote_newline);
 	tcase_add_test(w, integral_values_print_as_integers);
 	tcase_add_test(w, fractions_print_short_and_read_back_exactly);

@@ -384,6 +384,12 @@ START_TEST(inbox_takes_a_cursor_and_a_limit)
 	protocol_request_clear(&rq);
 	ck_assert_str_eq(code_of("{\"op\":\"inbox\",\"after\":-1}"),
 	    "bad_request");
+	ck_assert_str_eq(parse("{\"op\":\"inbox\","
+	    "\"after\":9223372036854775807}", &rq), "ok");
+	ck_assert_int_eq(rq.after, INT64_MAX);
+	protocol_request_clear(&rq);
+	ck_assert_str_eq(code_of("{\"op\":\"inbox\","
+	    "\"after\":9223372036854775808}"), "bad_request");
 	ck_assert_str_eq(code_of("{\"op\":\"inbox\",\"after\":\"3\"}"),
 	    "bad_request");
 	ck_assert_str_eq(code_of("{\"op\":\"inbox\",\"limit\":0}"),

@@ -27,10 +27,10 @@ cflags=(-std=gnu11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer
 
 # name, the longest input to try, the libraries, then the sources.
 targets=(
-	"protocol|65536|yajl|src/protocol.c src/message.c"
+	"protocol|65536|yajl|src/protocol.c src/message.c src/util.c"
 	"panacea|16384|yajl libcurl|src/panacea.c"
 	"segments|4096||src/message.c"
-	"config|8192|libconfig|src/config.c src/log.c src/util.c"
+	"config|8192|libconfig|src/config.c src/log.c src/message.c src/util.c"
 	"dlr|8192|libevent libcrypto|src/dlr.c src/log.c src/util.c"
 )
 

@@ -466,7 +466,7 @@ def _(t):
     d.write_config()
     off = d.log_size()
     d.signal(signal.SIGHUP)
-    d.wait_log(r"upstream resumed reason=configuration-changed", offset=off)
+    d.wait_log(r"upstream resumed reason=configuration-reloaded", offset=off)
     all_sent_once(d, fu, ids, texts)
 
 

@@ -580,7 +580,7 @@ def _(t):
     d.signal(signal.SIGHUP)
     d.wait_log(r"config reloaded", offset=off)
     try:
-        d.wait_log(r"upstream resumed reason=configuration-changed",
+        d.wait_log(r"upstream resumed reason=configuration-reloaded",
                 timeout=3, offset=off)
     except Failure as e:
         raise Failure("%s (hold %r; the log after SIGHUP: %s)" % (e,
