@@ -445,6 +445,10 @@ gateway_stats(struct gateway *gw, struct control_slot *slot,
 	int i;
 
 	protocol_reply_begin(r, rq, 1);
+
+	/* Per state both at the top, for quick use, and grouped. */
+	for (i = 0; i < MESSAGE_STATE_MAX; i++)
+		protocol_reply_int(r, message_state_name(i), gw->counts[i]);
 	protocol_reply_open(r, "messages");
 	for (i = 0; i < MESSAGE_STATE_MAX; i++)
 		protocol_reply_int(r, message_state_name(i), gw->counts[i]);
