@@ -705,8 +705,10 @@ dispatch_pump(struct dispatch *d)
 		 */
 		if (d->cfg->upstream.resend_ambiguous)
 			dispatch_start(d, job);
-		else
+		else {
 			TAILQ_INSERT_TAIL(&d->committing, job, entry);
+			gateway_want_sync(d->gw);
+		}
 	}
 
 	if ((due = queue_next_due(d->queue)) != -1)

@@ -75,6 +75,7 @@ struct gateway {
 	int64_t			 started;
 	int			 commit_pending;
 	int			 batch_lost;	/* the store undid this pass */
+	int			 must_sync;	/* this pass acknowledges writes */
 	int			 shutting_down;
 	uint64_t		 commits;
 	uint64_t		 commit_failures;
@@ -218,6 +219,13 @@ gateway_durable(struct gateway *gw)
 		log_notice("store commit-recovered failures=%" PRIu64,
 		    gw->commit_failures);
 	gw->store_failing = 0;
+}
+
+void
+gateway_want_sync(struct gateway *gw)
+{
+	gw->must_sync = 1;
+	gateway_want_commit(gw);
 }
 
 int
@@ -629,14 +637,23 @@ gateway_commitcb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	gw->commit_pending = 0;
 
+	/*
+	 * What is acknowledged must survive a power cut: such a pass is
+	 * synced. State changes alone need only survive the process, which
+	 * the log written without a sync does; the next synced commit takes
+	 * them to the disk too. A sync per pass would otherwise block the
+	 * loop for much of the time at a few hundred answers a second.
+	 */
 	ok = !gw->batch_lost;
 	if (store_in_transaction(gw->store)) {
 		if (ok)
-			ok = store_commit(gw->store) == 0;
+			ok = store_commit_sync(gw->store, gw->must_sync ||
+			    !TAILQ_EMPTY(&gw->waits)) == 0;
 		else
 			store_rollback(gw->store);
 	}
 	gw->batch_lost = 0;
+	gw->must_sync = 0;
 	if (ok) {
 		gw->commits++;
 		gateway_durable(gw);

@@ -94,6 +94,9 @@ void		 gateway_metrics(const struct gateway *, struct metrics_page *);
  */
 int		 gateway_store_failing(const struct gateway *);
 
+/* Makes the commit of this pass a synced one, as for an acknowledgement. */
+void		 gateway_want_sync(struct gateway *);
+
 /* Makes sure a commit runs at the end of this loop pass. */
 void		 gateway_want_commit(struct gateway *);
 

@@ -516,6 +516,16 @@ http_timer_cb(CURLM *multi, long timeout_ms, void *arg)
 		return 0;
 	}
 
+	/*
+	 * "At once" runs in this very pass of the loop, before the lower
+	 * priority store commit: a new request leaves before the fsync, not
+	 * after it. The callback itself still calls no libcurl function.
+	 */
+	if (timeout_ms == 0) {
+		evtimer_del(http->timer);
+		event_active(http->timer, EV_TIMEOUT, 0);
+		return 0;
+	}
 	evtimer_add(http->timer, util_timeval(timeout_ms, &tv));
 	return 0;
 }

@@ -279,7 +279,7 @@ store_configure(struct store *s, const char *path, char *err, size_t errlen)
 		return -1;
 	}
 
-	if (sqlite3_exec(s->db, "PRAGMA synchronous = FULL;"
+	if (sqlite3_exec(s->db, "PRAGMA synchronous = NORMAL;"
 	    "PRAGMA foreign_keys = OFF;"
 	    "PRAGMA cache_size = -16384;"
 	    "PRAGMA journal_size_limit = 67108864;",
@@ -440,10 +440,37 @@ store_begin(struct store *s)
 int
 store_commit(struct store *s)
 {
+	return store_commit_sync(s, 1);
+}
+
+/*
+ * The database runs with synchronous NORMAL: in WAL mode a commit reaches
+ * the log without a sync, and survives the process being killed but not
+ * a power cut. A commit that acknowledges something then syncs the log
+ * itself, which is what synchronous FULL would do after every commit.
+ */
+static int
+store_sync(struct store *s)
+{
+	sqlite3_file *wal = NULL;
+
+	if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_JOURNAL_POINTER,
+	    &wal) != SQLITE_OK || wal == NULL || wal->pMethods == NULL)
+		return 0;
+	if (wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL) != SQLITE_OK) {
+		store_fail(s, "cannot sync the write-ahead log");
+		return -1;
+	}
+	return 0;
+}
+
+int
+store_commit_sync(struct store *s, int sync)
+{
 	if (sqlite3_get_autocommit(s->db))
 		return 0;
 	if (store_run(s, STORE_COMMIT) == 0)
-		return 0;
+		return sync ? store_sync(s) : 0;
 
 	if (!sqlite3_get_autocommit(s->db)) {
 		sqlite3_step(s->stmt[STORE_ROLLBACK]);

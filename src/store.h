@@ -82,6 +82,12 @@ int		 store_schema_version(struct store *);
  */
 int		 store_begin(struct store *);
 int		 store_commit(struct store *);
+/*
+ * Commits with the sync only when SYNC is set; without it the commit
+ * survives the process's death but not a power cut. For transactions that
+ * acknowledge nothing.
+ */
+int		 store_commit_sync(struct store *, int sync);
 void		 store_rollback(struct store *);
 int		 store_in_transaction(struct store *);
 

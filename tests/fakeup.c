@@ -1974,6 +1974,7 @@ fakeup_listen(void)
 static int
 fakeup_setup(void)
 {
+	struct event_config *ec;
 	int port;
 
 	fu.start_ms = util_mono_ms();
@@ -1989,8 +1990,13 @@ fakeup_setup(void)
 		    fu.accept_path, strerror(errno));
 		return -1;
 	}
-	if ((fu.base = event_base_new()) == NULL ||
-	    (fu.http = evhttp_new(fu.base)) == NULL)
+	/* Latencies of a few ms need more than libevent's coarse clock. */
+	if ((ec = event_config_new()) == NULL)
+		return -1;
+	event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER);
+	fu.base = event_base_new_with_config(ec);
+	event_config_free(ec);
+	if (fu.base == NULL || (fu.http = evhttp_new(fu.base)) == NULL)
 		return -1;
 	if (fu.tls_cert != NULL && fakeup_tls_setup() != 0)
 		return -1;
