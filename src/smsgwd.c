@@ -32,6 +32,8 @@
 #define SMSGW_SYSCONFDIR	"/etc"
 #endif
 #define SMSGWD_CONFIG		SMSGW_SYSCONFDIR "/smsgwd/smsgwd.conf"
+/* How long a stopping daemon goes on answering its open connections. */
+#define SMSGWD_LINGER_MS	200
 /* How often shutdown looks whether the requests in flight are done. */
 #define SMSGWD_DRAIN_POLL_MS	20
 /* The longest gap between two STATUS= notifications, in seconds. */
@@ -50,6 +52,7 @@ struct smsgwd {
 	struct metrics		*metrics;
 	struct event		*drain;
 	int64_t			 drain_deadline;
+	int64_t			 linger_until;
 	struct event		*sigterm;
 	struct event		*sigint;
 	struct event		*sighup;
@@ -153,7 +156,12 @@ smsgwd_draincb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (inflight == 0 || util_mono_ms() >= d->drain_deadline) {
+	/*
+	 * Clients that were writing when the signal came are answered
+	 * shutting_down for a moment, rather than finding the socket shut.
+	 */
+	if ((inflight == 0 && util_mono_ms() >= d->linger_until) ||
+	    util_mono_ms() >= d->drain_deadline) {
 		if (inflight > 0)
 			log_warn("smsgwd drain-timeout inflight=%zu "
 			    "action=left-sending-ambiguous", inflight);
@@ -188,6 +196,7 @@ smsgwd_stop(struct smsgwd *d, int signo)
 
 	d->drain_deadline = util_mono_ms() +
 	    (int64_t)d->cfg->shutdown_timeout * 1000;
+	d->linger_until = util_mono_ms() + SMSGWD_LINGER_MS;
 	smsgwd_draincb(-1, 0, d);
 }
 
