@@ -662,9 +662,3 @@ control_free(struct control *ctl)
 	free(ctl->path);
 	free(ctl);
 }
-
-size_t
-control_connections(const struct control *ctl)
-{
-	return ctl->nconns;
-}

@@ -41,6 +41,4 @@ void		 control_reply(struct control_slot *, const char *line,
 void		 control_configure(struct control *, const struct config *,
 		    const struct protocol_limits *);
 
-size_t		 control_connections(const struct control *);
-
 #endif

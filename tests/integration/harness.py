@@ -10,6 +10,7 @@ import http.server
 import json
 import os
 import re
+import select
 import selectors
 import shutil
 import signal
@@ -486,6 +487,29 @@ class Client:
             self.eof = True
             return data[len(data):]
         return data[n:]
+
+
+def write_unread(t, path, data, idle, total):
+    """Writes DATA to a new connection to PATH and reads nothing, until the
+    daemon has taken nothing for IDLE s (backpressure) or TOTAL s passed.
+    Returns the socket (closed with T) and how many bytes it took."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    t.defer(s.close)
+    s.settimeout(5)
+    s.connect(path)
+    s.setblocking(False)
+    view = memoryview(data)
+    sent = 0
+    deadline = time.monotonic() + total
+    while sent < len(data) and time.monotonic() < deadline:
+        _, w, _ = select.select([], [s], [], idle)
+        if not w:
+            break
+        try:
+            sent += s.send(view[sent:sent + 65536])
+        except BlockingIOError:
+            pass
+    return s, sent
 
 
 def multi_pipeline(path, streams, timeout=30.0, stop_after=None,

@@ -15,7 +15,8 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (Suite, Client, ConnectionClosed, Failure, check,
-        check_eq, check_ok, check_error, is_id, sanitized, wait_until)
+        check_eq, check_ok, check_error, is_id, sanitized, wait_until,
+        write_unread)
 
 suite = Suite("badinput")
 
@@ -509,23 +510,10 @@ def _(t):
     data = b"".join(b'{"op":"ping","req":"%06d-%s"}\n' % (i, pad)
             for i in range(n))
     rss0 = d.rss_kb()
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    t.defer(s.close)
-    s.settimeout(5)
-    s.connect(d.socket_path)
-    s.setblocking(False)
     view = memoryview(data)
-    sent = 0
     deadline = time.monotonic() + 15
     # Write without reading until the daemon stops taking more.
-    while sent < len(data) and time.monotonic() < deadline:
-        _, w, _ = select.select([], [s], [], 0.5)
-        if not w:
-            break
-        try:
-            sent += s.send(view[sent:sent + 65536])
-        except BlockingIOError:
-            pass
+    s, sent = write_unread(t, d.socket_path, data, 0.5, 15)
     time.sleep(0.2)
     rss1 = d.rss_kb()
     check(d.alive(), "the daemon died while not being read")

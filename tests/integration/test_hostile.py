@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (Suite, Client, Daemon, Failure, check, check_eq,
         check_ok, check_error, parse_line, run_smsgwd, sanitized,
-        wait_until)
+        wait_until, write_unread)
 
 suite = Suite("hostile", budget=90.0)
 
@@ -355,23 +355,9 @@ def _(t):
     data = b"".join(b'{"op":"send","to":"+27821234567","text":"p",'
             b'"req":%d}\n' % i for i in range(n))
     rss0 = d.rss_kb()
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    t.defer(s.close)
-    s.settimeout(5)
-    s.connect(d.socket_path)
-    s.setblocking(False)
     view = memoryview(data)
-    sent = 0
-    deadline = time.monotonic() + 20
     # Write without reading until the daemon has taken nothing for 1 s.
-    while sent < len(data) and time.monotonic() < deadline:
-        _, w, _ = select.select([], [s], [], 1.0)
-        if not w:
-            break
-        try:
-            sent += s.send(view[sent:sent + 65536])
-        except BlockingIOError:
-            pass
+    s, sent = write_unread(t, d.socket_path, data, 1.0, 20)
     time.sleep(0.3)
     rss1 = d.rss_kb()
     check(d.alive(), "the daemon died while not being read")
