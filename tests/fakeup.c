@@ -41,9 +41,10 @@
  *     user_get_balance: details the balance as a string.
  *     messages_get: details [] (no inbound messages).
  *   Every answer except a throttle comes --latency-ms plus a uniform
- *   0..--jitter-ms later. Outcomes are decided when a request arrives:
- *   a message is accepted (logged, counted, charged) then, even when its
- *   answer is delayed, stalled or never read.
+ *   0..--jitter-ms after the request's arrival. Outcomes are decided
+ *   when a request arrives: a message is accepted (logged, counted,
+ *   charged) then, even when its answer is delayed, stalled or never
+ *   read.
  *
  * The control interface, no authentication, answers JSON:
  *   /_control/set?limit=&latency_ms=&jitter_ms=&balance=&throttle_code=
@@ -76,7 +77,11 @@
  *     (peak of inflight), balance_queries, faults_served, distinct,
  *     duplicates (accepted messages whose (to, text) pair was accepted
  *     before), dlr_sent, dlr_failed (delivery reports), unrecorded
- *     (requests past the record's size), balance
+ *     (requests past the record's size), late_us_mean and late_us_max
+ *     (how long after arrival + latency + jitter the timed answers
+ *     went out: fakeup's own share of the latency a client sees),
+ *     inflight_mean (requests in progress, averaged over the time since
+ *     the counts started: how busy a client kept the limit), balance
  *   /_control/messages  one JSON object per line per accepted message,
  *     {"id","to","from" (null when absent),"text","report_url",
  *     "report_mask" (both as received, decoded; null when absent)}, in
@@ -228,6 +233,7 @@ struct fakeup_pending {
 	long long		 retry_after;
 	long long		 delay_ms;	/* -1: latency and jitter */
 	long long		 drip_ms;	/* a drip fault's byte spacing */
+	int64_t			 due_us;	/* 0: no timed answer */
 	struct evbuffer		*body;
 	struct fakeup_dlr	*dlr;	/* started when the answer goes */
 };
@@ -274,6 +280,12 @@ struct fakeup_stats {
 	uint64_t		 dlr_sent;
 	uint64_t		 dlr_failed;
 	uint64_t		 unrecorded;
+	uint64_t		 late_n;	/* timed answers, and how late */
+	uint64_t		 late_sum_us;
+	uint64_t		 late_max_us;
+	int64_t			 since_us;	/* when these counts started */
+	int64_t			 busy_at_us;	/* the last change of inflight */
+	uint64_t		 busy_sum_us;	/* inflight integrated over time */
 };
 
 struct fakeup {
@@ -1007,14 +1019,45 @@ out:
 	return rc;
 }
 
+static int64_t
+fakeup_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static void
-fakeup_arm(struct event *ev, long long ms)
+fakeup_arm_us(struct event *ev, int64_t us)
 {
 	struct timeval tv;
 
-	tv.tv_sec = (time_t)(ms / 1000);
-	tv.tv_usec = (suseconds_t)(ms % 1000 * 1000);
+	if (us < 0)
+		us = 0;
+	tv.tv_sec = (time_t)(us / 1000000);
+	tv.tv_usec = (suseconds_t)(us % 1000000);
 	evtimer_add(ev, &tv);
+}
+
+static void
+fakeup_arm(struct event *ev, long long ms)
+{
+	fakeup_arm_us(ev, (int64_t)ms * 1000);
+}
+
+/*
+ * Requests in progress, integrated over time: divided by the time, the
+ * mean number in progress, which says how busy a client kept the limit.
+ */
+static void
+fakeup_inflight_add(int delta)
+{
+	int64_t now = fakeup_now_us();
+
+	fu.st.busy_sum_us += fu.inflight * (uint64_t)(now - fu.st.busy_at_us);
+	fu.st.busy_at_us = now;
+	fu.inflight = delta > 0 ? fu.inflight + 1 : fu.inflight - 1;
 }
 
 static void
@@ -1098,7 +1141,7 @@ fakeup_pending_free(struct fakeup_pending *p)
 		p->next->prev = p->prev;
 
 	if (p->counted)
-		fu.inflight--;
+		fakeup_inflight_add(-1);
 	if (p->user != NULL)
 		p->user->inflight--;
 	if (p->armed)
@@ -1488,11 +1531,24 @@ fakeup_answer_drip(struct fakeup_pending *p)
 	fakeup_arm(&p->timer, p->drip_ms);
 }
 
+/* How late a timed answer went out: the fake's own share of latency. */
+static void
+fakeup_note_late(int64_t us)
+{
+	uint64_t late = us > 0 ? (uint64_t)us : 0;
+
+	fu.st.late_n++;
+	fu.st.late_sum_us += late;
+	if (late > fu.st.late_max_us)
+		fu.st.late_max_us = late;
+}
+
 static void
 fakeup_pending_answer(struct fakeup_pending *p)
 {
 	struct evhttp_connection *conn;
 	char secs[32];
+	int64_t now;
 
 	if (p->dlr != NULL) {
 		fakeup_dlr_start(p->dlr);
@@ -1519,6 +1575,9 @@ fakeup_pending_answer(struct fakeup_pending *p)
 			evhttp_add_header(evhttp_request_get_output_headers(
 			    p->req), "Retry-After", secs);
 		}
+		now = fakeup_now_us();
+		if (p->due_us > 0)
+			fakeup_note_late(now - p->due_us);
 		evhttp_send_reply(p->req, p->http_code,
 		    fakeup_reason(p->http_code), p->body);
 		break;
@@ -1581,6 +1640,7 @@ fakeup_api(struct evhttp_request *req, const char *query)
 	struct fakeup_pending *p;
 	struct fakeup_query q;
 	long long delay;
+	int64_t arrived_us = fakeup_now_us();
 	int now;
 
 	fu.st.requests++;
@@ -1604,7 +1664,8 @@ fakeup_api(struct evhttp_request *req, const char *query)
 	}
 
 	p->counted = 1;
-	if (++fu.inflight > fu.st.max_inflight)
+	fakeup_inflight_add(1);
+	if (fu.inflight > fu.st.max_inflight)
 		fu.st.max_inflight = fu.inflight;
 	delay = p->delay_ms;
 	if (delay < 0)
@@ -1616,8 +1677,17 @@ fakeup_api(struct evhttp_request *req, const char *query)
 		fakeup_pending_answer(p);
 		return;
 	}
+	/*
+	 * The latency counts from the arrival, to the microsecond, not from
+	 * the end of the bookkeeping above.
+	 */
 	evtimer_assign(&p->timer, fu.base, fakeup_pending_fire, p);
 	p->armed = 1;
+	if (p->fault == FAKEUP_FAULT_NONE) {
+		p->due_us = arrived_us + delay * 1000;
+		fakeup_arm_us(&p->timer, p->due_us - fakeup_now_us());
+		return;
+	}
 	fakeup_arm(&p->timer, delay);
 }
 
@@ -1732,6 +1802,9 @@ static void
 fakeup_control_stats(struct evbuffer *b)
 {
 	const struct fakeup_stats *s = &fu.st;
+	int64_t now = fakeup_now_us();
+	double busy = (double)s->busy_sum_us +
+	    (double)fu.inflight * (double)(now - s->busy_at_us);
 
 	evbuffer_add_printf(b, "{\"requests\":%" PRIu64 ",\"message_send\":%"
 	    PRIu64 ",\"accepted\":%" PRIu64 ",\"throttled\":%" PRIu64
@@ -1739,11 +1812,24 @@ fakeup_control_stats(struct evbuffer *b)
 	    ",\"balance_queries\":%" PRIu64 ",\"faults_served\":%" PRIu64
 	    ",\"distinct\":%" PRIu64 ",\"duplicates\":%" PRIu64
 	    ",\"dlr_sent\":%" PRIu64 ",\"dlr_failed\":%" PRIu64
-	    ",\"unrecorded\":%" PRIu64 ",\"balance\":%lld}\n", s->requests,
+	    ",\"unrecorded\":%" PRIu64 ",\"late_us_mean\":%" PRIu64
+	    ",\"late_us_max\":%" PRIu64 ",\"inflight_mean\":%.3f"
+	    ",\"balance\":%lld}\n", s->requests,
 	    s->message_send, s->accepted, s->throttled, fu.inflight,
 	    s->max_inflight, s->balance_queries, s->faults_served, s->distinct,
 	    s->duplicates, s->dlr_sent, s->dlr_failed, s->unrecorded,
+	    s->late_n > 0 ? s->late_sum_us / s->late_n : 0, s->late_max_us,
+	    now > s->since_us ? busy / (double)(now - s->since_us) : 0.0,
 	    fu.k.balance);
+}
+
+/* Starts the counts afresh; what is in progress stays counted. */
+static void
+fakeup_stats_reset(void)
+{
+	memset(&fu.st, 0, sizeof(fu.st));
+	fu.st.max_inflight = fu.inflight;
+	fu.st.since_us = fu.st.busy_at_us = fakeup_now_us();
 }
 
 static void
@@ -1819,10 +1905,9 @@ fakeup_control(struct evhttp_request *req, const char *name,
 		fakeup_control_messages(b);
 	else if (strcmp(name, "requests") == 0)
 		fakeup_control_requests(b);
-	else if (strcmp(name, "reset-stats") == 0) {
-		memset(&fu.st, 0, sizeof(fu.st));
-		fu.st.max_inflight = fu.inflight;
-	} else {
+	else if (strcmp(name, "reset-stats") == 0)
+		fakeup_stats_reset();
+	else {
 		err = "no such control";
 		code = 404;
 	}
@@ -1998,6 +2083,7 @@ fakeup_setup(void)
 	event_config_free(ec);
 	if (fu.base == NULL || (fu.http = evhttp_new(fu.base)) == NULL)
 		return -1;
+	fakeup_stats_reset();
 	if (fu.tls_cert != NULL && fakeup_tls_setup() != 0)
 		return -1;
 

@@ -759,5 +759,53 @@ def _(t):
             "fakeup throttled, duplicates")
 
 
+@suite.case("fakeup holds answers their latency from arrival, reports both")
+def _(t):
+    # bench/dispatch reads these counts to tell fakeup's share of the
+    # latency from the client's; they must be right to mean anything.
+    fu = t.fakeup("--limit", "4", "--latency-ms", "100")
+    fu_control(fu, "reset-stats")
+    idle = fu_stats(fu)
+    check_eq(idle["late_us_mean"], 0, "late_us_mean with no answer yet")
+    check_eq(idle["inflight_mean"], 0, "inflight_mean with none in "
+            "progress")
+    url = fu.url("/json?action=message_send&username=%s&password=%s"
+            "&to=%s&text=timed" % (USER, PASSWORD, DIGITS))
+    conns = []
+    t0 = time.monotonic()
+    for _ in range(4):
+        c = socket.create_connection(("127.0.0.1", fu.port), timeout=5)
+        t.defer(c.close)
+        c.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" %
+                url[url.index("/json"):]).encode())
+        conns.append(c)
+    held = []
+    for c in conns:
+        got = b""
+        while b"\r\n\r\n" not in got:
+            chunk = c.recv(4096)
+            check(chunk, "fakeup closed the connection without an answer")
+            got += chunk
+        held.append(time.monotonic() - t0)
+        check(got.startswith(b"HTTP/1.1 200"), "answer %r" % got[:40])
+    check(min(held) >= 0.1, "an answer came after %.3f s, before its "
+            "100 ms latency" % min(held))
+    s = fu_stats(fu)
+    check_eq(s["accepted"], 4, "accepted")
+    check(0 <= s["late_us_mean"] <= s["late_us_max"] < 100000,
+            "late_us_mean %d, late_us_max %d" % (s["late_us_mean"],
+            s["late_us_max"]))
+    # Four requests in progress for about 100 ms of the window so far.
+    window = time.monotonic() - t0
+    check(0.5 <= s["inflight_mean"] <= 4.0, "inflight_mean %.3f over "
+            "%.3f s with 4 requests held 100 ms" % (s["inflight_mean"],
+            window))
+    time.sleep(0.3)
+    later = fu_stats(fu)["inflight_mean"]
+    check(later < s["inflight_mean"], "inflight_mean did not fall while "
+            "nothing was in progress: %.3f, then %.3f" % (
+            s["inflight_mean"], later))
+
+
 if __name__ == "__main__":
     suite.main()
