@@ -790,7 +790,7 @@ dlr_refuse(struct dlr *d, struct evhttp_request *req,
 
 static void
 dlr_handle_report(struct dlr *d, struct evhttp_request *req,
-    const char *query)
+    const char *query, int apply)
 {
 	char token[DLR_TOKEN_LEN + 1];
 	int64_t id;
@@ -802,6 +802,10 @@ dlr_handle_report(struct dlr *d, struct evhttp_request *req,
 	}
 	if (!dlr_token_check(d->secret, id, token)) {
 		dlr_refuse(d, req, DLR_REASON_BAD_TOKEN, 0, &id);
+		return;
+	}
+	if (!apply) {
+		dlr_reply(req, 200);
 		return;
 	}
 
@@ -834,7 +838,7 @@ dlr_inbound_token_ok(const struct dlr *d, const char *given)
 
 static void
 dlr_handle_inbound(struct dlr *d, struct evhttp_request *req,
-    const char *query)
+    const char *query, int apply)
 {
 	struct dlr_param t = { "t", NULL, 0 };
 	char token[DLR_INBOUND_TOKEN_MAX], storage[DLR_INBOUND_STORAGE];
@@ -853,6 +857,11 @@ dlr_handle_inbound(struct dlr *d, struct evhttp_request *req,
 	}
 	if (dlr_parse_inbound(query, &m, storage, sizeof(storage)) == -1) {
 		dlr_refuse(d, req, DLR_REASON_MALFORMED, 1, NULL);
+		return;
+	}
+	if (!apply) {
+		dlr_inbound_clear(&m);
+		dlr_reply(req, 200);
 		return;
 	}
 
@@ -878,7 +887,9 @@ dlr_path_inbound(const char *path)
 /*
  * Every path but the inbound one takes reports: only the configured
  * public_url knows the path the upstream calls, and a proxy in front may
- * change it. HEAD is handled as GET; the upstream sends neither else.
+ * change it. HEAD is checked as GET is and gets the same answer, but
+ * applies nothing: it is meant to be safe, and link checkers and proxies
+ * send it. The upstream sends GET only.
  */
 static void
 dlr_request(struct evhttp_request *req, void *arg)
@@ -906,9 +917,9 @@ dlr_request(struct evhttp_request *req, void *arg)
 	path = evhttp_uri_get_path(uri);
 	query = evhttp_uri_get_query(uri);
 	if (dlr_path_inbound(path))
-		dlr_handle_inbound(d, req, query);
+		dlr_handle_inbound(d, req, query, method == EVHTTP_REQ_GET);
 	else
-		dlr_handle_report(d, req, query);
+		dlr_handle_report(d, req, query, method == EVHTTP_REQ_GET);
 }
 
 static void

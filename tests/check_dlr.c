@@ -967,13 +967,18 @@ START_TEST(test_listener_answers_405_for_post)
 }
 END_TEST
 
-START_TEST(test_listener_answers_head_like_get_without_a_body)
+START_TEST(test_listener_checks_head_but_applies_nothing)
 {
 	char *target = report_target(1001, DLR_QUEUED, SECRET);
+	char *forged = report_target(1001, DLR_QUEUED, "another secret");
 
 	ck_assert_int_eq(fetch("HEAD", target, NULL), 200);
+	ck_assert_int_eq(fetch("HEAD", forged, NULL), 403);
+	ck_assert_int_eq(seen.reports, 0);
+	ck_assert_int_eq(fetch("GET", target, NULL), 200);
 	ck_assert_int_eq(seen.reports, 1);
 	ck_assert_int_eq(seen.code, DLR_QUEUED);
+	free(forged);
 	free(target);
 }
 END_TEST
@@ -1274,7 +1279,7 @@ dlr_suite(void)
 	tcase_add_test(tc,
 	    test_listener_answers_400_for_malformed_without_echoing_it);
 	tcase_add_test(tc, test_listener_answers_405_for_post);
-	tcase_add_test(tc, test_listener_answers_head_like_get_without_a_body);
+	tcase_add_test(tc, test_listener_checks_head_but_applies_nothing);
 	tcase_add_test(tc, test_listener_answers_400_for_a_10kb_query);
 	tcase_add_test(tc, test_listener_takes_a_utf16_inbound_with_200);
 	tcase_add_test(tc,

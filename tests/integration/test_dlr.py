@@ -565,6 +565,27 @@ def _(t):
     wait_state(d, mid, "delivered", 2)
 
 
+@suite.case("HEAD of a report or inbound URL: checked, 200, nothing applied")
+def _(t):
+    fu = t.fakeup("--no-dlr")
+    d = dlr_daemon(t, fu)
+    mid = sent_message(t, d, "head")
+    q = "/dlr?id=%s&t=%s&status=1" % (mid, token(mid))
+    check_eq(http_get(d.dlr_port, q, method="HEAD")[0], 200, "HEAD report")
+    check_eq(http_get(d.dlr_port, "/dlr?id=%s&t=%s&status=1" % (mid,
+            token("0" * 16)), method="HEAD")[0], 403, "HEAD, forged token")
+    mo = "/mo?t=%s&to=27820000001&from=%%2B27831112222&message=hi" % (
+            urllib.parse.quote(INBOUND_TOKEN, safe=""))
+    check_eq(http_get(d.dlr_port, mo, method="HEAD")[0], 200, "HEAD inbound")
+    d.ping()
+    st = status(d, mid)
+    check_eq(st["state"], "sent", "state after HEAD")
+    check_no_report(st, "after HEAD")
+    check_eq(inbox(d).get("messages"), [], "inbox after HEAD")
+    check_eq(http_get(d.dlr_port, q)[0], 200, "GET report")
+    wait_state(d, mid, "delivered", 2)
+
+
 @suite.case("unknown codes (32, 0, -1, 3): 200, recorded and logged, state "
         "unchanged")
 def _(t):
