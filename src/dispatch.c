@@ -542,7 +542,7 @@ dispatch_done(void *arg, const struct http_response *resp)
 	struct dispatch *d = job->d;
 	struct panacea_result r;
 	int64_t retry_after = -1;
-	int ambiguous = 0, limit;
+	int ambiguous = 0, limit, code;
 
 	TAILQ_REMOVE(&d->running, job, entry);
 	d->inflight--;
@@ -595,6 +595,11 @@ dispatch_done(void *arg, const struct http_response *resp)
 		dispatch_hold_enter(d, r.reason, r.has_code, r.code);
 		break;
 	}
+
+	/* A report came while this attempt was out: an earlier one got in. */
+	if (job->m.state == MESSAGE_QUEUED &&
+	    (code = gateway_early_report(d->gw, job->m.id)) != 0)
+		(void)gateway_reported(d->gw, &job->m, code);
 	dispatch_job_free(job);
 	dispatch_pump_soon(d);
 }

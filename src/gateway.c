@@ -93,8 +93,9 @@ struct gateway {
 };
 
 static const unsigned gateway_moves[MESSAGE_STATE_MAX] = {
+	/* Queued to sent: a report proved an attempt got through. */
 	[MESSAGE_QUEUED] = 1u << MESSAGE_SENDING | 1u << MESSAGE_CANCELLED |
-	    1u << MESSAGE_EXPIRED | 1u << MESSAGE_FAILED,
+	    1u << MESSAGE_EXPIRED | 1u << MESSAGE_FAILED | 1u << MESSAGE_SENT,
 	[MESSAGE_SENDING] = 1u << MESSAGE_QUEUED | 1u << MESSAGE_SENT |
 	    1u << MESSAGE_FAILED | 1u << MESSAGE_EXPIRED,
 	[MESSAGE_SENT] = 1u << MESSAGE_DELIVERED | 1u << MESSAGE_UNDELIVERED,
@@ -901,6 +902,28 @@ gateway_early_report(struct gateway *gw, int64_t id)
 	return 0;
 }
 
+/*
+ * A report URL goes out with an attempt only, so a report for a queued
+ * message proves that an attempt whose outcome was unknown (a timeout, a
+ * lost connection, a crash) reached the upstream. The message is sent and
+ * is not sent again; its place in the queue is dropped when it comes up,
+ * as a cancelled message's is.
+ */
+int
+gateway_reported(struct gateway *gw, struct store_message *m, int code)
+{
+	char id[PROTOCOL_ID_LEN + 1];
+
+	m->next_attempt = 0;
+	m->reason[0] = '\0';
+	if (gateway_transition(gw, m, MESSAGE_SENT) == -1)
+		return -1;
+	protocol_id_format(m->id, id);
+	log_notice("msg sent id=%s upstream_id=- attempt=%d reason=reported",
+	    id, m->attempts);
+	return code != 0 ? gateway_deliver(gw, m, code) : 0;
+}
+
 int
 gateway_deliver(struct gateway *gw, struct store_message *m, int code)
 {
@@ -947,6 +970,9 @@ gateway_report(struct gateway *gw, int64_t id, int code)
 	}
 	gateway_want_commit(gw);
 
+	if (m.state == MESSAGE_QUEUED)
+		return gateway_reported(gw, &m, final ? code : 0) == 0 ?
+		    200 : 503;
 	if (final && m.state == MESSAGE_SENT)
 		return gateway_deliver(gw, &m, code) == 0 ? 200 : 503;
 	if (final && m.state == MESSAGE_SENDING)

@@ -74,13 +74,21 @@ int		 gateway_transition(struct gateway *, struct store_message *m,
  * A delivery report for message ID (a dlr_handler's report): records it,
  * and moves a sent message to delivered or undelivered when CODE is
  * final. A final report for a message still sending is kept until its
- * result comes (gateway_early_report). Returns an HTTP status.
+ * result comes (gateway_early_report); one for a queued message proves an
+ * earlier attempt got through (gateway_reported). Returns an HTTP status.
  */
 int		 gateway_report(struct gateway *, int64_t id, int code);
 /* Takes the final report that came for ID while it was sending: 0 none. */
 int		 gateway_early_report(struct gateway *, int64_t id);
 /* Moves sent M to the state a final report CODE means, and logs it. */
 int		 gateway_deliver(struct gateway *, struct store_message *m,
+		    int code);
+/*
+ * Queued M has a report (CODE; 0 when not final): an attempt whose
+ * outcome was unknown reached the upstream. Moves M to sent, so that it is
+ * not sent again, then as gateway_deliver when CODE is final.
+ */
+int		 gateway_reported(struct gateway *, struct store_message *m,
 		    int code);
 /* Stores an inbound message durably: 200, or 503 on failure. */
 int		 gateway_inbound(struct gateway *, const struct dlr_inbound *);

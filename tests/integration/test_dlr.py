@@ -565,6 +565,68 @@ def _(t):
     wait_state(d, mid, "delivered", 2)
 
 
+@suite.case("a report for a message queued after an ambiguous timeout: "
+        "sent, delivered, not sent again", timeout=30)
+def _(t):
+    fu = t.fakeup("--no-dlr")
+    d = dlr_daemon(t, fu, upstream={"timeout": 1})
+    check_ok(json.loads(fu_get(fu, "fault?kind=stall&stall_ms=3000")),
+            "stall fault")
+    mid = send_one(d, "ambiguous then reported")
+    wait_until(lambda: fu_stats(fu)["accepted"] == 1, 5,
+            "the stalled message accepted at fakeup", interval=0.01)
+    # Its retry must not get through: out of credit, the daemon holds it.
+    fu_set(fu, balance=0)
+    d.wait_log(r"msg retry id=%s .*ambiguous=1" % mid, timeout=5,
+            offset=d.start_offset)
+    d.wait_log(r"upstream hold reason=out-of-credit", timeout=5,
+            offset=d.start_offset)
+    wait_state(d, mid, "queued", 5)
+    check_eq(report(d, mid, 1), 200, "the report of the first attempt")
+    wait_state(d, mid, "delivered", 2)
+    d.wait_log(r"notice: msg sent id=%s upstream_id=- attempt=\d+ "
+            r"reason=reported" % mid, offset=d.start_offset)
+    fu_set(fu, balance=1000)
+    d.wait_log(r"upstream resumed ", timeout=20, offset=d.start_offset)
+    d.ping()
+    time.sleep(0.3)
+    s = fu_stats(fu)
+    check_eq((s["accepted"], s["duplicates"]), (1, 0),
+            "fakeup accepted, duplicates")
+    st = status(d, mid)
+    check_eq(st["state"], "delivered", "state at the end")
+    check_report(st, 1, "delivered", "status")
+    m = d.stats()["messages"]
+    check_eq((m.get("queued", 0), m.get("sending", 0), m.get("delivered")),
+            (0, 0, 1), "queued, sending, delivered")
+
+
+@suite.case("a report while a resend is out, and that resend fails: sent, "
+        "delivered, not sent again", timeout=20)
+def _(t):
+    fu = t.fakeup("--no-dlr")
+    d = dlr_daemon(t, fu, upstream={"timeout": 1})
+    for q in ("kind=stall&stall_ms=3000", "kind=http503"):
+        check_ok(json.loads(fu_get(fu, "fault?" + q)), "fault " + q)
+    mid = send_one(d, "reported during a resend")
+    wait_until(lambda: fu_stats(fu)["accepted"] == 1, 5,
+            "the stalled message accepted at fakeup", interval=0.01)
+    # The resend's 503 comes after 800 ms: the report arrives before it.
+    fu_set(fu, latency_ms=800)
+    wait_until(lambda: fu_stats(fu)["message_send"] == 2, 5,
+            "the resend at fakeup", interval=0.01)
+    check_eq(status(d, mid)["state"], "sending", "state during the resend")
+    check_eq(report(d, mid, 1), 200, "the report of the first attempt")
+    wait_state(d, mid, "delivered", 5)
+    d.wait_log(r"notice: msg sent id=%s upstream_id=- attempt=\d+ "
+            r"reason=reported" % mid, offset=d.start_offset)
+    time.sleep(0.5)
+    s = fu_stats(fu)
+    check_eq((s["message_send"], s["accepted"]), (2, 1),
+            "fakeup message_send, accepted")
+    check_eq(d.stats()["messages"].get("queued", 0), 0, "queued")
+
+
 @suite.case("HEAD of a report or inbound URL: checked, 200, nothing applied")
 def _(t):
     fu = t.fakeup("--no-dlr")
