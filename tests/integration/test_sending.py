@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Suite, FakeUp, Failure, check, check_eq, check_ok,
         is_id, wait_until, SRCDIR)
 
-suite = Suite("sending", budget=90.0)
+suite = Suite("sending", budget=120.0)
 
 NUMBER = "+27821234567"
 DIGITS = "27821234567"
@@ -491,6 +491,47 @@ def _(t):
 
 
 # --------------------------------------------------- 4. out of credit
+
+@suite.case("the upstream's limit rises from 8 to 16, then falls to 4: "
+        "followed each way, each message sent once", timeout=30)
+def _(t):
+    n = 5000
+    fu = t.fakeup("--limit", "8", "--latency-ms", "10")
+    d = up_daemon(t, fu, upstream={"max_concurrency": 64})
+    texts = ["limit change %d" % i for i in range(n)]
+    send_many(d, texts)
+    limits = []
+
+    def limit_is(ok):
+        def probe():
+            limits.append(d.stats().get("limit"))
+            return ok(limits[-1])
+        return probe
+    wait_until(limit_is(lambda v: v in (7, 8, 9)), 5, "the limit at 8",
+            interval=0.05)
+    check_ok(fu_control(fu, "set?limit=16"), "raise the limit")
+    t0 = time.monotonic()
+    wait_until(limit_is(lambda v: v >= 15), 5, "the limit near 16 after "
+            "the upstream's rose (seen %r)" % limits[-20:], interval=0.05)
+    up_s = time.monotonic() - t0
+    check_ok(fu_control(fu, "set?limit=4"), "lower the limit")
+    t0 = time.monotonic()
+    wait_until(limit_is(lambda v: v <= 4), 3, "the limit at 4 after the "
+            "upstream's fell (seen %r)" % limits[-20:], interval=0.02)
+    down_s = time.monotonic() - t0
+    check(d.counts().get("queued", 0) > 0, "the queue ran dry before the "
+            "limit fell: too fast to tell")
+    check_ok(fu_control(fu, "set?limit=64"), "raise the limit again")
+    wait_count(d, "sent", n, 20)
+    s = fu_stats(fu)
+    check_eq((s["accepted"], s["distinct"], s["duplicates"]), (n, n, 0),
+            "fakeup accepted, distinct, duplicates")
+    check(s["throttled"] < 0.02 * s["requests"], "throttled %d of %d "
+            "requests (>= 2%%)" % (s["throttled"], s["requests"]))
+    print("# limit 8 -> 16 followed in %.2fs, 16 -> 4 in %.2fs; %d "
+            "requests, %d throttled" % (up_s, down_s, s["requests"],
+            s["throttled"]), flush=True)
+
 
 @suite.case("credit runs out: hold, no sends, top-up resumes, none lost",
         timeout=40)
