@@ -15,6 +15,8 @@ int64_t util_now_ms(void);
 
 /* Monotonic time in milliseconds, for durations and timers. */
 int64_t util_mono_ms(void);
+/* The same in microseconds. */
+int64_t util_mono_us(void);
 
 /* A uniformly random 64-bit value from getrandom(2). */
 uint64_t util_random(void);

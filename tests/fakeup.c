@@ -1019,15 +1019,6 @@ out:
 	return rc;
 }
 
-static int64_t
-fakeup_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static void
 fakeup_arm_us(struct event *ev, int64_t us)
 {
@@ -1047,17 +1038,18 @@ fakeup_arm(struct event *ev, long long ms)
 }
 
 /*
- * Requests in progress, integrated over time: divided by the time, the
- * mean number in progress, which says how busy a client kept the limit.
+ * Counts a request in (1) or out (-1) of progress, and integrates the
+ * count over time: divided by the time, the mean number in progress,
+ * which says how busy a client kept the limit.
  */
 static void
 fakeup_inflight_add(int delta)
 {
-	int64_t now = fakeup_now_us();
+	int64_t now = util_mono_us();
 
 	fu.st.busy_sum_us += fu.inflight * (uint64_t)(now - fu.st.busy_at_us);
 	fu.st.busy_at_us = now;
-	fu.inflight = delta > 0 ? fu.inflight + 1 : fu.inflight - 1;
+	fu.inflight = (uint64_t)((int64_t)fu.inflight + delta);
 }
 
 static void
@@ -1575,7 +1567,7 @@ fakeup_pending_answer(struct fakeup_pending *p)
 			evhttp_add_header(evhttp_request_get_output_headers(
 			    p->req), "Retry-After", secs);
 		}
-		now = fakeup_now_us();
+		now = util_mono_us();
 		if (p->due_us > 0)
 			fakeup_note_late(now - p->due_us);
 		evhttp_send_reply(p->req, p->http_code,
@@ -1640,7 +1632,7 @@ fakeup_api(struct evhttp_request *req, const char *query)
 	struct fakeup_pending *p;
 	struct fakeup_query q;
 	long long delay;
-	int64_t arrived_us = fakeup_now_us();
+	int64_t arrived_us = util_mono_us();
 	int now;
 
 	fu.st.requests++;
@@ -1685,7 +1677,7 @@ fakeup_api(struct evhttp_request *req, const char *query)
 	p->armed = 1;
 	if (p->fault == FAKEUP_FAULT_NONE) {
 		p->due_us = arrived_us + delay * 1000;
-		fakeup_arm_us(&p->timer, p->due_us - fakeup_now_us());
+		fakeup_arm_us(&p->timer, p->due_us - util_mono_us());
 		return;
 	}
 	fakeup_arm(&p->timer, delay);
@@ -1802,7 +1794,7 @@ static void
 fakeup_control_stats(struct evbuffer *b)
 {
 	const struct fakeup_stats *s = &fu.st;
-	int64_t now = fakeup_now_us();
+	int64_t now = util_mono_us();
 	double busy = (double)s->busy_sum_us +
 	    (double)fu.inflight * (double)(now - s->busy_at_us);
 
@@ -1829,7 +1821,7 @@ fakeup_stats_reset(void)
 {
 	memset(&fu.st, 0, sizeof(fu.st));
 	fu.st.max_inflight = fu.inflight;
-	fu.st.since_us = fu.st.busy_at_us = fakeup_now_us();
+	fu.st.since_us = fu.st.busy_at_us = util_mono_us();
 }
 
 static void

@@ -512,6 +512,37 @@ def write_unread(t, path, data, idle, total):
     return s, sent
 
 
+def read_answers(s, data, sent, n, timeout):
+    """Goes on after write_unread: writes the rest of DATA on S as the
+    daemon takes it, and yields the first N answer lines, in order, within
+    TIMEOUT s."""
+    view = memoryview(data)
+    buf = bytearray()
+    got = 0
+    end = time.monotonic() + timeout
+    while got < n:
+        left = end - time.monotonic()
+        check(left > 0, "only %d of %d answers in time" % (got, n))
+        want_w = [s] if sent < len(data) else []
+        r, w, _ = select.select([s], want_w, [], min(left, 1.0))
+        if w:
+            try:
+                sent += s.send(view[sent:sent + 262144])
+            except BlockingIOError:
+                pass
+        if r:
+            chunk = s.recv(1 << 20)
+            check(chunk, "connection closed after %d answers" % got)
+            buf += chunk
+            last = buf.rfind(b"\n")
+            if last < 0:
+                continue
+            for line in bytes(buf[:last]).split(b"\n"):
+                yield line
+                got += 1
+            del buf[:last + 1]
+
+
 def multi_pipeline(path, streams, timeout=30.0, stop_after=None,
         on_stop=None):
     """

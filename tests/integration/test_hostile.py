@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (Suite, Client, Daemon, Failure, check, check_eq,
         check_ok, check_error, parse_line, run_smsgwd, sanitized,
-        wait_until, write_unread)
+        read_answers, wait_until, write_unread)
 
 suite = Suite("hostile", budget=90.0)
 
@@ -355,7 +355,6 @@ def _(t):
     data = b"".join(b'{"op":"send","to":"+27821234567","text":"p",'
             b'"req":%d}\n' % i for i in range(n))
     rss0 = d.rss_kb()
-    view = memoryview(data)
     # Write without reading until the daemon has taken nothing for 1 s.
     s, sent = write_unread(t, d.socket_path, data, 1.0, 20)
     time.sleep(0.3)
@@ -371,34 +370,12 @@ def _(t):
     d.ping()
 
     # Now read, and write the rest, until every answer is in.
-    buf = bytearray()
-    got = 0
     ids = set()
-    end = time.monotonic() + 40
-    while got < n:
-        left = end - time.monotonic()
-        check(left > 0, "only %d of %d answers in time" % (got, n))
-        want_w = [s] if sent < len(data) else []
-        r, w, _ = select.select([s], want_w, [], min(left, 1.0))
-        if w:
-            try:
-                sent += s.send(view[sent:sent + 262144])
-            except BlockingIOError:
-                pass
-        if r:
-            chunk = s.recv(1 << 20)
-            check(chunk, "connection closed after %d answers" % got)
-            buf += chunk
-            last = buf.rfind(b"\n")
-            if last < 0:
-                continue
-            for raw in bytes(buf[:last]).split(b"\n"):
-                a = json.loads(raw)
-                if a.get("ok") is not True or a.get("req") != got:
-                    raise Failure("answer %d is %r" % (got, raw[:120]))
-                ids.add(a.get("id"))
-                got += 1
-            del buf[:last + 1]
+    for got, raw in enumerate(read_answers(s, data, sent, n, 40)):
+        a = json.loads(raw)
+        if a.get("ok") is not True or a.get("req") != got:
+            raise Failure("answer %d is %r" % (got, raw[:120]))
+        ids.add(a.get("id"))
     check_eq(len(ids), n, "distinct ids")
     rss2 = d.rss_kb()
     check(rss2 - rss0 < 64 * 1024 * MEM_SLACK, "RSS grew by %d kB in all" %
